@@ -1,0 +1,14 @@
+#include "gw/connectors/builtin.h"
+
+#include "connectors/file/file_source.h"
+#include "connectors/mqtt/mqtt_sink.h"
+
+namespace gw::connectors {
+
+Status RegisterBuiltinConnectors(ConnectorRegistry& registry) {
+  GW_RETURN_IF_ERROR(registry.RegisterSource("file", &file::FileSource::Create));
+  GW_RETURN_IF_ERROR(registry.RegisterSink("mqtt", &mqtt::MqttSink::Create));
+  return Status::Ok();
+}
+
+}  // namespace gw::connectors

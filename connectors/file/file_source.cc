@@ -1,0 +1,217 @@
+#include "connectors/file/file_source.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "gw/adapters/dtn_events.h"
+#include "gw/fs.h"
+
+namespace gw::connectors::file {
+namespace {
+
+// True when the last non-empty line of the file at `path` is a ZPT trailer record.
+bool EndsWithTrailer(const std::string& path, off_t size) {
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return false;
+  const off_t tail = std::min<off_t>(size, 512);
+  std::string buf(static_cast<size_t>(tail), '\0');
+  bool ok = fseeko(f, size - tail, SEEK_SET) == 0 && std::fread(buf.data(), 1, buf.size(), f) == buf.size();
+  std::fclose(f);
+  if (!ok) return false;
+  while (!buf.empty() && (buf.back() == '\n' || buf.back() == '\r')) buf.pop_back();
+  size_t nl = buf.find_last_of('\n');
+  std::string last = nl == std::string::npos ? buf : buf.substr(nl + 1);
+  return last.rfind("ZPT|", 0) == 0 && last.back() == '|';
+}
+
+bool Ignored(const std::string& name) {
+  auto ends = [&](const char* suf) {
+    size_t n = std::strlen(suf);
+    return name.size() >= n && name.compare(name.size() - n, n, suf) == 0;
+  };
+  return name.empty() || name[0] == '.' || ends(".tmp") || ends(".part") || ends(".errors.txt");
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Source>> FileSource::Create(const ConnectorContext& ctx) {
+  const ConfigSection& c = ctx.config;
+  FileSourceOptions o;
+  auto dir = c.GetRequired("directory");
+  if (!dir.ok()) return dir.status();
+  auto archive = c.GetRequired("archive");
+  if (!archive.ok()) return archive.status();
+  auto rejected = c.GetRequired("rejected");
+  if (!rejected.ok()) return rejected.status();
+  o.directory = *dir;
+  o.archive = *archive;
+  o.rejected = *rejected;
+  std::string format = c.GetString("format", "dtn");
+  if (format != "dtn") return c.Error("format", "only \"dtn\" is supported (got \"" + format + "\")");
+  o.pattern = c.GetString("pattern", "*");
+  auto poll = c.GetInt("poll_ms", 1000, 10, 3600000);
+  if (!poll.ok()) return poll.status();
+  auto settle = c.GetInt("settle_ms", 1000, 0, 3600000);
+  if (!settle.ok()) return settle.status();
+  auto incomplete = c.GetInt("incomplete_after_s", 300, 1, 86400 * 7);
+  if (!incomplete.ok()) return incomplete.status();
+  o.poll = std::chrono::milliseconds(*poll);
+  o.settle = std::chrono::milliseconds(*settle);
+  o.incomplete_after = std::chrono::seconds(*incomplete);
+  if (o.directory == o.archive || o.directory == o.rejected) {
+    return c.Error("archive", "archive and rejected must differ from directory");
+  }
+  std::string flow_dir = ctx.gateway.flow_dir.empty() ? adapters::DefaultFlowDir() : ctx.gateway.flow_dir;
+  auto cat = adapters::FlowCatalogue::LoadDirectory(flow_dir);
+  if (!cat.ok()) return cat.status();
+  return std::unique_ptr<Source>(new FileSource(ctx.name, std::move(o), std::move(cat.value()), ctx.logger));
+}
+
+FileSource::FileSource(std::string name, FileSourceOptions options,
+                       std::shared_ptr<const adapters::FlowCatalogue> catalogue, Logger& logger)
+    : name_(std::move(name)), options_(std::move(options)), decoder_(std::move(catalogue)), logger_(logger) {}
+
+Status FileSource::Start(const std::string& checkpoint) {
+  for (const std::string& d : {options_.directory, options_.archive, options_.rejected, claimed_dir()}) {
+    Status s = MakeDirs(d);
+    if (!s.ok()) return FailedPrecondition(s.message());
+    if (::access(d.c_str(), W_OK) != 0) return FailedPrecondition(d + ": not writable by the gateway");
+  }
+  std::vector<std::string> left;
+  GW_RETURN_IF_ERROR(ListDir(claimed_dir(), &left));
+  if (!left.empty()) {
+    logger_.Notice(std::to_string(left.size()) + " file(s) claimed before a restart will be taken again first");
+  }
+  return Status::Ok();
+}
+
+std::string FileSource::ClaimNext() {
+  std::vector<std::string> names;
+  // Files claimed before a crash or a failed commit come first, in name order.
+  if (ListDir(claimed_dir(), &names).ok()) {
+    for (const std::string& n : names) {
+      if (!Ignored(n)) return n;
+    }
+  }
+  auto now = std::chrono::steady_clock::now();
+  if (now < next_scan_) return "";
+  next_scan_ = now + std::min<std::chrono::milliseconds>(options_.poll, std::chrono::milliseconds(200));
+  Status s = ListDir(options_.directory, &names);
+  if (!s.ok()) {
+    logger_.Warning(s.message());
+    return "";
+  }
+  struct Candidate { std::string name; time_t mtime; };
+  std::vector<Candidate> ready;
+  std::map<std::string, Seen> still;
+  for (const std::string& n : names) {
+    if (Ignored(n) || !GlobMatch(options_.pattern, n)) continue;
+    std::string path = options_.directory + "/" + n;
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    Seen& seen = still[n];
+    auto it = seen_.find(n);
+    if (it != seen_.end() && it->second.size == st.st_size) {
+      seen = it->second;
+    } else {
+      seen.size = st.st_size;
+      seen.since = now;
+    }
+    auto stable_for = now - seen.since;
+    if (stable_for < options_.settle) continue;
+    if (stable_for >= options_.incomplete_after || EndsWithTrailer(path, st.st_size)) {
+      ready.push_back(Candidate{n, st.st_mtime});
+    }
+  }
+  seen_.swap(still);
+  std::sort(ready.begin(), ready.end(), [](const Candidate& a, const Candidate& b) {
+    return a.mtime != b.mtime ? a.mtime < b.mtime : a.name < b.name;
+  });
+  for (const Candidate& c : ready) {
+    std::string from = options_.directory + "/" + c.name;
+    std::string to = claimed_dir() + "/" + c.name;
+    struct stat st;
+    if (::stat(to.c_str(), &st) == 0) continue;  // same name still being processed
+    if (::rename(from.c_str(), to.c_str()) == 0) {
+      seen_.erase(c.name);
+      (void)FsyncDir(claimed_dir());
+      return c.name;
+    }
+    // ENOENT: another gateway instance took it first.
+  }
+  return "";
+}
+
+void FileSource::Reject(const std::string& name, const std::string& errors) {
+  auto moved = MoveInto(claimed_dir() + "/" + name, options_.rejected, name);
+  if (!moved.ok()) {
+    logger_.Error("cannot move " + name + " to rejected: " + moved.status().message());
+    return;
+  }
+  Status s = WriteFileAtomic(*moved + ".errors.txt", errors);
+  if (!s.ok()) logger_.Error("cannot write errors for " + name + ": " + s.message());
+}
+
+bool FileSource::Process(const std::string& name, SourceBatch* batch) {
+  std::string path = claimed_dir() + "/" + name;
+  auto mapped = MappedFile::Open(path);
+  if (!mapped.ok()) {
+    logger_.Error(mapped.status().message());
+    Reject(name, name + ": " + mapped.status().message() + "\n");
+    return false;
+  }
+  std::vector<Event> events;
+  adapters::DtnResult r = adapters::DecodeDtnToEvents(decoder_, mapped->view(), name_ + ":" + name, &events);
+  if (!r.ok()) {
+    std::string errors = adapters::FormatDtnErrors(name, r);
+    logger_.Warning("rejected " + name + ": " + std::to_string(r.errors.size()) + (r.errors_truncated ? "+" : "") +
+                    " error(s), first: " + errors.substr(0, errors.find('\n')));
+    Reject(name, errors);
+    return false;
+  }
+  batch->events = std::move(events);
+  batch->unit = name;
+  batch->checkpoint = name + " " + r.header.from_mpid + "-" + r.header.file_id;
+  batch->token = next_token_++;
+  return true;
+}
+
+StatusOr<bool> FileSource::Poll(SourceBatch* batch, std::chrono::milliseconds wait) {
+  auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return false;
+    }
+    std::string name = ClaimNext();
+    if (!name.empty()) {
+      if (Process(name, batch)) return true;
+      continue;  // rejected; look for the next one
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) return false;
+    auto nap = std::min<std::chrono::steady_clock::duration>(deadline - now, std::max(next_scan_ - now, std::chrono::steady_clock::duration(std::chrono::milliseconds(20))));
+    cv_.wait_for(lock, nap, [this] { return stopping_; });
+  }
+}
+
+void FileSource::Ack(const SourceBatch& batch, const Status& committed) {
+  if (!committed.ok()) {
+    // Left in .claimed/: offered again by the next Poll().
+    return;
+  }
+  auto moved = MoveInto(claimed_dir() + "/" + batch.unit, options_.archive, batch.unit);
+  if (!moved.ok()) logger_.Error("cannot archive " + batch.unit + ": " + moved.status().message());
+}
+
+void FileSource::Stop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stopping_ = true;
+  cv_.notify_all();
+}
+
+}  // namespace gw::connectors::file

@@ -1,0 +1,114 @@
+// Source and Sink: the two kinds of connector, and the registry their factories live in.
+//
+// A Source turns something outside into events plus a checkpoint. The core's source loop calls
+// Poll(), appends the batch's events and checkpoint to the journal in one fsync'd transaction,
+// and only then calls Ack(): that is when the source may release its input (archive a file,
+// advance a watermark, PUBACK a message). A crash before Ack() makes the source offer the same
+// input again; stable event ids make the replay harmless.
+//
+// A Sink receives events in journal order and confirms each one only after the far side has
+// confirmed it (PUBACK, fsync + rename, SQL commit).
+//
+// Built-in connectors and plugins register through the same ConnectorRegistry.
+// Thread-safety: the core calls one Source from one thread, and one Sink from one thread;
+// Stop() may be called from another thread to interrupt a blocking Poll() or Deliver().
+#ifndef MHHS_CONNECTOR_H_
+#define MHHS_CONNECTOR_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mhhs/config_section.h"
+#include "mhhs/event.h"
+#include "mhhs/logger.h"
+#include "mhhs/status.h"
+
+namespace gw {
+
+// The participant this gateway speaks for, from `[gateway]`.
+struct GatewayInfo {
+  std::string participant_mpid;  // e.g. "UDMS"
+  std::string participant_role;  // DTN role code, e.g. "D"
+  std::string environment;       // e.g. "SIT"
+  std::string dip_id;            // 10 digits, empty when not configured
+  std::string flow_dir;          // the flow catalogue directory
+};
+
+// What a factory receives. All references outlive the connector.
+struct ConnectorContext {
+  std::string name;               // "inbox" for [source.inbox]
+  const ConfigSection& config;    // its own section; unread keys are rejected after creation
+  const GatewayInfo& gateway;
+  Logger& logger;                 // named after the connector
+};
+
+// One unit of input that is committed atomically.
+struct SourceBatch {
+  std::vector<Event> events;
+  std::string checkpoint;  // stored with the events in the same transaction; "" keeps the old one
+  std::string unit;        // what the batch came from, for logs and the trace (a file name)
+  uint64_t token = 0;      // the source's own, handed back in Ack()
+};
+
+class Source {
+ public:
+  virtual ~Source() = default;
+
+  // Prepares the source. `checkpoint` is the last one committed ("" on first run).
+  // Errors: kInvalidArgument / kFailedPrecondition (bad directory, unreachable host).
+  virtual Status Start(const std::string& checkpoint) = 0;
+
+  // Waits at most `wait` for input. Returns true with `batch` filled, false when there was
+  // nothing to take, or an error (kUnavailable: the core retries after a back-off).
+  // The core does not call Poll() again before it has called Ack() for the previous batch.
+  virtual StatusOr<bool> Poll(SourceBatch* batch, std::chrono::milliseconds wait) = 0;
+
+  // The journal's verdict on `batch`. OK: durable, release the input. Not OK: nothing was
+  // stored; keep the input so that it is offered again.
+  virtual void Ack(const SourceBatch& batch, const Status& committed) = 0;
+
+  // Stops the source; a blocking Poll() returns soon after. Called once.
+  virtual void Stop() = 0;
+};
+
+class Sink {
+ public:
+  virtual ~Sink() = default;
+
+  // Connects or prepares. May return OK while the far side is still unreachable, if Deliver()
+  // will report kUnavailable until it is.
+  virtual Status Start() = 0;
+
+  // Delivers `events` in order and returns one Status per event, in the same order, once the
+  // far side confirmed or refused each. OK: confirmed. kUnavailable / kDeadlineExceeded:
+  // transient, the core retries later with back-off. kInvalidArgument / kDataLoss: the event
+  // itself can never be delivered; it is dead-lettered with the message as its reason.
+  // The pointers are valid until Deliver() returns.
+  virtual std::vector<Status> Deliver(const std::vector<const Event*>& events) = 0;
+
+  // True when the sink believes the far side is reachable (for /readyz).
+  virtual bool Connected() const = 0;
+
+  // Stops the sink; a blocking Deliver() returns soon after, its unconfirmed events transient.
+  virtual void Stop() = 0;
+};
+
+using SourceFactory = std::function<StatusOr<std::unique_ptr<Source>>(const ConnectorContext&)>;
+using SinkFactory = std::function<StatusOr<std::unique_ptr<Sink>>(const ConnectorContext&)>;
+
+// Factories by connector type name (`file`, `mqtt`, …).
+class ConnectorRegistry {
+ public:
+  virtual ~ConnectorRegistry() = default;
+  // Fails with kAlreadyExists when the type is taken.
+  virtual Status RegisterSource(const std::string& type, SourceFactory factory) = 0;
+  virtual Status RegisterSink(const std::string& type, SinkFactory factory) = 0;
+};
+
+}  // namespace gw
+
+#endif  // MHHS_CONNECTOR_H_

@@ -1,0 +1,60 @@
+// Gateway configuration: the INI file (`gateway.ini`) parsed into sections, and the
+// core's own sections ([gateway], [journal], [route.*]) validated into GatewayConfig.
+//
+// Connector sections are kept as raw ConfigSections: the core never reads their keys; each
+// connector validates its own. Errors name file, line, section and key.
+// Thread-safety: immutable once loaded.
+#ifndef GW_CONFIG_H_
+#define GW_CONFIG_H_
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "mhhs/config_section.h"
+#include "mhhs/connector.h"
+#include "mhhs/status.h"
+
+namespace gw {
+
+// Parses INI text. `file` is used in error messages only.
+// Syntax: `[section]`, `key = value`, whole-line comments starting with `;` or `#`.
+StatusOr<std::vector<ConfigSection>> ParseIni(const std::string& text, const std::string& file);
+
+struct JournalConfig {
+  std::string path;
+};
+
+struct ConnectorConfig {
+  std::string name;  // "inbox"
+  std::string type;  // "file"
+  ConfigSection section;
+};
+
+struct RouteConfig {
+  std::string name;
+  std::vector<std::string> from;  // source names
+  std::vector<std::string> to;    // sink names
+};
+
+struct GatewayConfig {
+  std::string file;
+  GatewayInfo gateway;
+  std::string log_level = "info";
+  JournalConfig journal;
+  std::vector<ConnectorConfig> sources;
+  std::vector<ConnectorConfig> sinks;
+  std::vector<RouteConfig> routes;
+
+  // The sinks that events from `source` are routed to, without duplicates, in config order.
+  std::vector<std::string> SinksFor(const std::string& source) const;
+};
+
+// Loads and validates the core sections of `path`. Does not create connectors.
+// Errors: kNotFound (no file), kInvalidArgument (naming file:line and key).
+StatusOr<GatewayConfig> LoadConfig(const std::string& path);
+StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& file);
+
+}  // namespace gw
+
+#endif  // GW_CONFIG_H_

@@ -1,0 +1,119 @@
+// Pipeline: the running gateway. Creates every configured connector through the registry,
+// runs one loop thread per source (Poll -> journal Append -> Ack) and one worker thread per
+// sink (pending deliveries in journal order -> Deliver -> mark), and stops them in reverse.
+//
+// Sink workers keep order: a batch whose events fail transiently is retried, the failed
+// events in their original order, after an exponential back-off with full jitter
+// (`retry_base_ms`, `retry_max_ms`); an event the sink refuses for good, or one that reached
+// `max_attempts`, becomes a dead letter with its reason and the sink goes on.
+// Thread-safety: Build/Start/Stop from one controlling thread; counters from any thread.
+#ifndef GW_PIPELINE_H_
+#define GW_PIPELINE_H_
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gw/config.h"
+#include "gw/journal.h"
+#include "gw/log.h"
+#include "mhhs/connector.h"
+
+namespace gw {
+
+// The registry of connector factories by type name.
+class Registry : public ConnectorRegistry {
+ public:
+  Status RegisterSource(const std::string& type, SourceFactory factory) override;
+  Status RegisterSink(const std::string& type, SinkFactory factory) override;
+  // Creates a connector and rejects any key of its section that nobody read.
+  StatusOr<std::unique_ptr<Source>> CreateSource(const ConnectorConfig& c, const GatewayInfo& gw, Logger& log) const;
+  StatusOr<std::unique_ptr<Sink>> CreateSink(const ConnectorConfig& c, const GatewayInfo& gw, Logger& log) const;
+
+ private:
+  std::map<std::string, SourceFactory> sources_;
+  std::map<std::string, SinkFactory> sinks_;
+};
+
+struct SinkPolicy {
+  std::chrono::milliseconds retry_base{500};
+  std::chrono::milliseconds retry_max{60000};
+  int max_attempts = 0;  // 0: retry transient failures for ever
+  int batch = 500;       // deliveries handed to the sink at once
+};
+
+// Reads the core's own keys of a sink section (retry_base_ms, retry_max_ms, max_attempts, batch).
+StatusOr<SinkPolicy> ReadSinkPolicy(const ConfigSection& section);
+
+// Full-jitter back-off: uniform in [0, min(max, base * 2^(attempt-1))].
+std::chrono::milliseconds JitteredBackoff(int attempt, std::chrono::milliseconds base, std::chrono::milliseconds max);
+
+struct PipelineCounters {
+  std::atomic<int64_t> batches_committed{0};
+  std::atomic<int64_t> events_accepted{0};
+  std::atomic<int64_t> events_duplicate{0};
+  std::atomic<int64_t> commit_failures{0};
+  std::atomic<int64_t> events_delivered{0};
+  std::atomic<int64_t> delivery_failures{0};
+  std::atomic<int64_t> dead_letters{0};
+};
+
+class Pipeline {
+ public:
+  Pipeline(const GatewayConfig& config, Journal* journal, const Registry& registry);
+  ~Pipeline();
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  // Creates every connector; does not start anything. With a null journal (check-config)
+  // only validation happens. Errors: kInvalidArgument / kNotFound naming the section and key.
+  Status Build();
+  // Starts sinks, then sources. Errors: the first connector that failed to start.
+  Status Start();
+  // Stops sources, lets sink workers finish pending deliveries for up to `drain`, stops sinks.
+  void Stop(std::chrono::milliseconds drain);
+
+  const PipelineCounters& counters() const { return counters_; }
+
+ private:
+  struct SourceSlot {
+    std::string name;
+    std::unique_ptr<StderrLogger> logger;
+    std::unique_ptr<Source> source;
+    std::vector<std::string> sinks;
+    std::thread thread;
+  };
+  struct SinkSlot {
+    std::string name;
+    std::unique_ptr<StderrLogger> logger;
+    std::unique_ptr<Sink> sink;
+    SinkPolicy policy;
+    std::thread thread;
+    std::atomic<bool> stop{false};
+    std::atomic<bool> finished{false};
+  };
+
+  void RunSource(SourceSlot* slot);
+  void RunSink(SinkSlot* slot);
+  // Sleeps up to `d`; returns early (true) when `flag` becomes set.
+  bool SleepUnless(const std::atomic<bool>& flag, std::chrono::milliseconds d);
+
+  const GatewayConfig& config_;
+  Journal* journal_;
+  const Registry& registry_;
+  StderrLogger logger_{"pipeline"};
+  std::vector<std::unique_ptr<SourceSlot>> sources_;
+  std::vector<std::unique_ptr<SinkSlot>> sinks_;
+  std::atomic<bool> sources_stop_{false};
+  std::atomic<bool> draining_{false};
+  std::chrono::steady_clock::time_point drain_deadline_{};
+  PipelineCounters counters_;
+};
+
+}  // namespace gw
+
+#endif  // GW_PIPELINE_H_

@@ -1,0 +1,293 @@
+// mhhs-gatewayctl: everything an operator does with a gateway, from the command line.
+// Human tables by default, --json for scripts. Exit codes: 0 success; 1 the thing checked is
+// bad (invalid file, not found); 64 bad usage; 78 bad configuration; 74 journal error.
+#include <sysexits.h>
+
+#include <boost/program_options.hpp>
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+
+#include "gw/adapters/dtn_events.h"
+#include "gw/config.h"
+#include "gw/connectors/builtin.h"
+#include "gw/fs.h"
+#include "gw/journal.h"
+#include "gw/pipeline.h"
+#include "mhhs/json.h"
+
+namespace po = boost::program_options;
+
+namespace {
+
+constexpr const char* kUsage =
+    "Usage: mhhs-gatewayctl [--config FILE] [--json] COMMAND [ARGS...]\n"
+    "\n"
+    "Commands:\n"
+    "  status                      events in the journal and queue depth per sink\n"
+    "  queue                       the same, per sink only\n"
+    "  dead-letters list [SINK]    events a sink refused for good, with the reason\n"
+    "  dead-letters retry ID       queue a dead letter again (ID: seq or event id)\n"
+    "  dead-letters drop ID        give up on a dead letter for good\n"
+    "  check-config                validate the configuration and every connector section\n"
+    "  check-file FILE...          validate DTN files; exit 1 when any is invalid\n"
+    "  convert FILE                print a DTN file's events as JSON Lines envelopes\n"
+    "\n"
+    "COMMAND --help shows the command's own help.\n";
+
+struct Ctx {
+  std::string config_path;
+  bool json = false;
+  std::string flow_dir;
+};
+
+std::string Iso(int64_t ms) {
+  if (ms <= 0) return "-";
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm;
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+int Err(int code, const std::string& msg) {
+  std::cerr << "mhhs-gatewayctl: " << msg << "\n";
+  return code;
+}
+
+// Opens the journal named by the config, read-only unless `write`.
+gw::StatusOr<std::unique_ptr<gw::Journal>> OpenJournal(const Ctx& ctx, bool write) {
+  auto cfg = gw::LoadConfig(ctx.config_path);
+  if (!cfg.ok()) return cfg.status();
+  return gw::Journal::Open(gw::JournalOptions{cfg->journal.path, !write});
+}
+
+std::string FlowDir(const Ctx& ctx) {
+  if (!ctx.flow_dir.empty()) return ctx.flow_dir;
+  auto cfg = gw::LoadConfig(ctx.config_path);
+  if (cfg.ok() && !cfg->gateway.flow_dir.empty()) return cfg->gateway.flow_dir;
+  return gw::adapters::DefaultFlowDir();
+}
+
+int CmdStatus(const Ctx& ctx, bool with_totals) {
+  auto j = OpenJournal(ctx, false);
+  if (!j.ok()) return Err(EX_IOERR, j.status().message());
+  std::vector<gw::SinkQueueStats> stats;
+  gw::Status s = (*j)->QueueStats(&stats);
+  if (!s.ok()) return Err(EX_IOERR, s.message());
+  auto total = (*j)->CountEvents();
+  if (!total.ok()) return Err(EX_IOERR, total.status().message());
+  if (ctx.json) {
+    std::string out;
+    gw::JsonWriter w(&out);
+    w.BeginObject();
+    w.Key("journal"); w.String((*j)->path());
+    w.Key("events"); w.Int(*total);
+    w.Key("sinks");
+    w.BeginArray();
+    for (const auto& q : stats) {
+      w.BeginObject();
+      w.Key("sink"); w.String(q.sink);
+      w.Key("pending"); w.Int(q.pending);
+      w.Key("delivered"); w.Int(q.delivered);
+      w.Key("deadLetters"); w.Int(q.dead);
+      w.Key("oldestPendingAcceptedAt"); if (q.oldest_pending_ms) w.String(Iso(q.oldest_pending_ms)); else w.Null();
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+    std::cout << out << "\n";
+    return 0;
+  }
+  if (with_totals) std::cout << "journal " << (*j)->path() << ": " << *total << " event(s)\n\n";
+  std::printf("%-20s %10s %12s %8s  %s\n", "SINK", "PENDING", "DELIVERED", "DEAD", "OLDEST PENDING");
+  for (const auto& q : stats) {
+    std::printf("%-20s %10lld %12lld %8lld  %s\n", q.sink.c_str(), static_cast<long long>(q.pending),
+                static_cast<long long>(q.delivered), static_cast<long long>(q.dead), Iso(q.oldest_pending_ms).c_str());
+  }
+  return 0;
+}
+
+int CmdDeadLetters(const Ctx& ctx, const std::vector<std::string>& args) {
+  std::string verb = args.empty() ? "list" : args[0];
+  if (verb == "--help" || verb == "-h") {
+    std::cout << "Usage: mhhs-gatewayctl dead-letters list [SINK] | retry ID [--sink SINK] | drop ID [--sink SINK]\n"
+                 "ID is the journal sequence number shown by 'list', or the event id.\n";
+    return 0;
+  }
+  if (verb == "list") {
+    auto j = OpenJournal(ctx, false);
+    if (!j.ok()) return Err(EX_IOERR, j.status().message());
+    std::vector<gw::DeadLetter> dl;
+    gw::Status s = (*j)->ListDeadLetters(args.size() > 1 ? args[1] : "", &dl);
+    if (!s.ok()) return Err(EX_IOERR, s.message());
+    if (ctx.json) {
+      for (const auto& d : dl) {
+        std::string out;
+        gw::JsonWriter w(&out);
+        w.BeginObject();
+        w.Key("seq"); w.Int(d.seq);
+        w.Key("sink"); w.String(d.sink);
+        w.Key("eventId"); w.String(d.event_id);
+        w.Key("type"); w.String(d.type);
+        w.Key("attempts"); w.Int(d.attempts);
+        w.Key("at"); w.String(Iso(d.at_ms));
+        w.Key("reason"); w.String(d.reason);
+        w.EndObject();
+        std::cout << out << "\n";
+      }
+      return 0;
+    }
+    std::printf("%-8s %-14s %-28s %-10s %8s  %-20s %s\n", "SEQ", "SINK", "EVENT", "TYPE", "ATTEMPTS", "AT", "REASON");
+    for (const auto& d : dl) {
+      std::printf("%-8lld %-14s %-28s %-10s %8d  %-20s %s\n", static_cast<long long>(d.seq), d.sink.c_str(),
+                  d.event_id.c_str(), d.type.c_str(), d.attempts, Iso(d.at_ms).c_str(), d.reason.c_str());
+    }
+    std::cout << dl.size() << " dead letter(s)\n";
+    return 0;
+  }
+  if (verb == "retry" || verb == "drop") {
+    if (args.size() < 2) return Err(EX_USAGE, "dead-letters " + verb + " needs an ID (see dead-letters list)");
+    std::string sink;
+    for (size_t i = 2; i + 1 < args.size(); ++i) if (args[i] == "--sink") sink = args[i + 1];
+    auto j = OpenJournal(ctx, true);
+    if (!j.ok()) return Err(EX_IOERR, j.status().message());
+    std::vector<gw::DeadLetter> dl;
+    gw::Status s = (*j)->ListDeadLetters(sink, &dl);
+    if (!s.ok()) return Err(EX_IOERR, s.message());
+    int done = 0;
+    for (const auto& d : dl) {
+      if (std::to_string(d.seq) != args[1] && d.event_id != args[1]) continue;
+      s = verb == "retry" ? (*j)->RetryDeadLetter(d.sink, d.seq) : (*j)->DropDeadLetter(d.sink, d.seq);
+      if (!s.ok()) return Err(1, s.message());
+      std::cout << (verb == "retry" ? "queued again: " : "dropped: ") << d.event_id << " for sink " << d.sink << "\n";
+      ++done;
+    }
+    if (done == 0) return Err(1, "no dead letter " + args[1] + (sink.empty() ? "" : " for sink " + sink));
+    return 0;
+  }
+  return Err(EX_USAGE, "dead-letters: unknown action \"" + verb + "\" (list, retry, drop)");
+}
+
+int CmdCheckConfig(const Ctx& ctx) {
+  auto cfg = gw::LoadConfig(ctx.config_path);
+  if (!cfg.ok()) return Err(EX_CONFIG, cfg.status().message());
+  gw::Registry registry;
+  gw::Status s = gw::connectors::RegisterBuiltinConnectors(registry);
+  if (s.ok()) {
+    gw::Pipeline p(*cfg, nullptr, registry);
+    s = p.Build();
+  }
+  if (!s.ok()) return Err(EX_CONFIG, s.message());
+  std::cout << ctx.config_path << ": configuration OK\n";
+  return 0;
+}
+
+int CmdCheckFiles(const Ctx& ctx, const std::vector<std::string>& files, bool convert) {
+  if (files.empty() || files[0] == "--help" || files[0] == "-h") {
+    std::cout << (convert ? "Usage: mhhs-gatewayctl convert FILE\nPrints each event as the JSON envelope published on the backbone, one per line.\n"
+                          : "Usage: mhhs-gatewayctl check-file FILE...\nValidates DTN files against the flow catalogue; prints FILE:LINE: GROUP FIELD: reason (value).\n");
+    return files.empty() ? EX_USAGE : 0;
+  }
+  auto cat = gw::adapters::FlowCatalogue::LoadDirectory(FlowDir(ctx));
+  if (!cat.ok()) return Err(EX_CONFIG, cat.status().message());
+  gw::adapters::DtnDecoder decoder(*cat);
+  int bad = 0;
+  for (const std::string& f : files) {
+    auto m = gw::MappedFile::Open(f);
+    if (!m.ok()) {
+      std::cerr << m.status().message() << "\n";
+      ++bad;
+      continue;
+    }
+    std::vector<gw::Event> events;
+    gw::adapters::DtnResult r = gw::adapters::DecodeDtnToEvents(decoder, m->view(), "file:" + gw::BaseName(f), &events);
+    if (!r.ok()) {
+      std::cerr << gw::adapters::FormatDtnErrors(f, r);
+      ++bad;
+      continue;
+    }
+    if (convert) {
+      std::string line;
+      for (const gw::Event& e : events) {
+        line.clear();
+        gw::AppendEnvelopeJson(e, &line);
+        line.push_back('\n');
+        std::fwrite(line.data(), 1, line.size(), stdout);
+      }
+    } else {
+      std::cout << f << ": OK, " << r.header.flow << " from " << r.header.from_mpid << " (" << r.header.from_role
+                << ") to " << r.header.to_mpid << ", " << r.records << " records, " << events.size() << " event(s)\n";
+    }
+  }
+  return bad ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  po::options_description global("Options");
+  global.add_options()
+      ("config,c", po::value<std::string>()->default_value("/etc/mhhs-gateway/gateway.ini"), "configuration file")
+      ("json", "machine-readable output")
+      ("flow-dir", po::value<std::string>(), "flow catalogue directory (default: [gateway] flow_dir, else the installed one)")
+      ("version", "print the version and exit")
+      ("help,h", "print this help");
+  po::options_description hidden;
+  hidden.add_options()("command", po::value<std::string>())("args", po::value<std::vector<std::string>>());
+  po::positional_options_description pos;
+  pos.add("command", 1).add("args", -1);
+  po::options_description all;
+  all.add(global).add(hidden);
+  po::variables_map vm;
+  try {
+    po::parsed_options parsed = po::command_line_parser(argc, argv).options(all).positional(pos).allow_unregistered().run();
+    po::store(parsed, vm);
+    po::notify(vm);
+    // Unregistered options after the command (e.g. "--sink", "--help") belong to the command.
+    auto extra = po::collect_unrecognized(parsed.options, po::include_positional);
+    if (vm.count("command")) {
+      std::vector<std::string> args;
+      bool after = false;
+      for (const std::string& a : extra) {
+        if (!after && a == vm["command"].as<std::string>()) { after = true; continue; }
+        if (after) args.push_back(a);
+        else return Err(EX_USAGE, "unknown option " + a + " (see --help)");
+      }
+      vm.erase("args");
+      vm.insert({"args", po::variable_value(args, false)});
+    } else if (!extra.empty()) {
+      return Err(EX_USAGE, "unknown option " + extra[0] + " (see --help)");
+    }
+  } catch (const po::error& e) {
+    return Err(EX_USAGE, std::string(e.what()) + " (see --help)");
+  }
+  if (vm.count("version")) {
+    std::cout << "mhhs-gatewayctl " << GW_VERSION << "\n";
+    return 0;
+  }
+  if (vm.count("help") || !vm.count("command")) {
+    std::cout << kUsage << "\n" << global;
+    return vm.count("help") ? 0 : EX_USAGE;
+  }
+  Ctx ctx;
+  ctx.config_path = vm["config"].as<std::string>();
+  ctx.json = vm.count("json") > 0;
+  if (vm.count("flow-dir")) ctx.flow_dir = vm["flow-dir"].as<std::string>();
+  std::string cmd = vm["command"].as<std::string>();
+  std::vector<std::string> args = vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  bool help = !args.empty() && (args[0] == "--help" || args[0] == "-h");
+  if (cmd == "status" || cmd == "queue") {
+    if (help) { std::cout << "Usage: mhhs-gatewayctl [--json] " << cmd << "\nQueue depth, delivered and dead letters per sink, from the journal.\n"; return 0; }
+    return CmdStatus(ctx, cmd == "status");
+  }
+  if (cmd == "dead-letters") return CmdDeadLetters(ctx, args);
+  if (cmd == "check-config") {
+    if (help) { std::cout << "Usage: mhhs-gatewayctl --config FILE check-config\n"; return 0; }
+    return CmdCheckConfig(ctx);
+  }
+  if (cmd == "check-file") return CmdCheckFiles(ctx, args, false);
+  if (cmd == "convert") return CmdCheckFiles(ctx, args, true);
+  return Err(EX_USAGE, "unknown command \"" + cmd + "\" (see --help)");
+}

@@ -1,0 +1,180 @@
+#include "gw/config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace gw {
+namespace {
+
+std::string Trim(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\r");
+  if (b == std::string::npos) return "";
+  size_t e = s.find_last_not_of(" \t\r");
+  return s.substr(b, e - b + 1);
+}
+
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  std::string item;
+  std::istringstream in(s);
+  while (std::getline(in, item, ',')) {
+    item = Trim(item);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
+
+bool IsUpperAlpha(const std::string& s, size_t n) {
+  return s.size() == n && std::all_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+}
+
+bool IsDigits(const std::string& s, size_t n) {
+  return s.size() == n && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool ValidName(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+}
+
+}  // namespace
+
+StatusOr<std::vector<ConfigSection>> ParseIni(const std::string& text, const std::string& file) {
+  std::vector<ConfigSection> sections;
+  std::set<std::string> seen;
+  std::istringstream in(text);
+  std::string raw;
+  int line_no = 0;
+  while (std::getline(in, raw)) {
+    ++line_no;
+    std::string line = Trim(raw);
+    if (line.empty() || line[0] == ';' || line[0] == '#') continue;
+    std::string where = file + ":" + std::to_string(line_no) + ": ";
+    if (line[0] == '[') {
+      if (line.back() != ']') return InvalidArgument(where + "section header must end with ']'");
+      std::string name = Trim(line.substr(1, line.size() - 2));
+      if (name.empty()) return InvalidArgument(where + "empty section name");
+      if (!seen.insert(name).second) return InvalidArgument(where + "[" + name + "] appears twice");
+      sections.emplace_back(file, name, line_no);
+      continue;
+    }
+    size_t eq = line.find('=');
+    if (eq == std::string::npos) return InvalidArgument(where + "expected 'key = value' (got \"" + line + "\")");
+    if (sections.empty()) return InvalidArgument(where + "key outside any [section]");
+    std::string key = Trim(line.substr(0, eq));
+    if (key.empty()) return InvalidArgument(where + "empty key");
+    sections.back().Add(key, Trim(line.substr(eq + 1)), line_no);
+  }
+  return sections;
+}
+
+std::vector<std::string> GatewayConfig::SinksFor(const std::string& source) const {
+  std::vector<std::string> out;
+  for (const RouteConfig& r : routes) {
+    if (std::find(r.from.begin(), r.from.end(), source) == r.from.end()) continue;
+    for (const std::string& s : r.to) {
+      if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+    }
+  }
+  return out;
+}
+
+StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& file) {
+  auto parsed = ParseIni(text, file);
+  if (!parsed.ok()) return parsed.status();
+  GatewayConfig cfg;
+  cfg.file = file;
+  bool have_gateway = false, have_journal = false;
+
+  for (ConfigSection& sec : parsed.value()) {
+    const std::string& name = sec.name();
+    if (name == "gateway") {
+      have_gateway = true;
+      auto mpid = sec.GetRequired("participant_mpid");
+      if (!mpid.ok()) return mpid.status();
+      if (!IsUpperAlpha(*mpid, 4)) return sec.Error("participant_mpid", "must be 4 upper-case letters (got \"" + *mpid + "\")");
+      auto role = sec.GetRequired("participant_role");
+      if (!role.ok()) return role.status();
+      if (role->size() != 1 || !std::isupper(static_cast<unsigned char>((*role)[0]))) {
+        return sec.Error("participant_role", "must be one upper-case DTN role letter (got \"" + *role + "\")");
+      }
+      auto env = sec.GetRequired("environment");
+      if (!env.ok()) return env.status();
+      static const std::set<std::string> kEnvs = {"PRD", "SITB", "SIT", "UIT", "DEV", "PPE", "TST"};
+      if (!kEnvs.count(*env)) return sec.Error("environment", "must be one of PRD, SITB, SIT, UIT, DEV, PPE, TST (got \"" + *env + "\")");
+      cfg.gateway.participant_mpid = *mpid;
+      cfg.gateway.participant_role = *role;
+      cfg.gateway.environment = *env;
+      cfg.gateway.dip_id = sec.GetString("dip_id", "");
+      if (!cfg.gateway.dip_id.empty() && !IsDigits(cfg.gateway.dip_id, 10)) {
+        return sec.Error("dip_id", "must be 10 digits (got \"" + cfg.gateway.dip_id + "\")");
+      }
+      cfg.gateway.flow_dir = sec.GetString("flow_dir", "");
+      cfg.log_level = sec.GetString("log_level", "info");
+      static const std::set<std::string> kLevels = {"error", "warning", "notice", "info", "debug"};
+      if (!kLevels.count(cfg.log_level)) return sec.Error("log_level", "must be error, warning, notice, info or debug (got \"" + cfg.log_level + "\")");
+      GW_RETURN_IF_ERROR(sec.CheckAllUsed());
+    } else if (name == "journal") {
+      have_journal = true;
+      auto path = sec.GetRequired("path");
+      if (!path.ok()) return path.status();
+      cfg.journal.path = *path;
+      GW_RETURN_IF_ERROR(sec.CheckAllUsed());
+    } else if (name.rfind("source.", 0) == 0 || name.rfind("sink.", 0) == 0) {
+      bool is_source = name[1] == 'o';
+      ConnectorConfig cc;
+      cc.name = name.substr(name.find('.') + 1);
+      if (!ValidName(cc.name)) return InvalidArgument(sec.Where("") + ": connector names use letters, digits, '_' and '-'");
+      auto type = sec.GetRequired("type");
+      if (!type.ok()) return type.status();
+      cc.type = *type;
+      cc.section = sec;
+      (is_source ? cfg.sources : cfg.sinks).push_back(std::move(cc));
+    } else if (name.rfind("route.", 0) == 0) {
+      RouteConfig r;
+      r.name = name.substr(6);
+      auto from = sec.GetRequired("from");
+      if (!from.ok()) return from.status();
+      auto to = sec.GetRequired("to");
+      if (!to.ok()) return to.status();
+      r.from = SplitList(*from);
+      r.to = SplitList(*to);
+      GW_RETURN_IF_ERROR(sec.CheckAllUsed());
+      cfg.routes.push_back(std::move(r));
+    } else {
+      return InvalidArgument(sec.Where("") + ": unknown section (expected gateway, journal, source.NAME, sink.NAME or route.NAME)");
+    }
+  }
+  if (!have_gateway) return InvalidArgument(file + ": missing [gateway] section");
+  if (!have_journal) return InvalidArgument(file + ": missing [journal] section");
+
+  // Routes must name connectors that exist.
+  auto has = [](const std::vector<ConnectorConfig>& v, const std::string& n) {
+    return std::any_of(v.begin(), v.end(), [&](const ConnectorConfig& c) { return c.name == n; });
+  };
+  for (const ConfigSection& sec : parsed.value()) {
+    if (sec.name().rfind("route.", 0) != 0) continue;
+    const RouteConfig& r = *std::find_if(cfg.routes.begin(), cfg.routes.end(),
+                                         [&](const RouteConfig& x) { return "route." + x.name == sec.name(); });
+    for (const std::string& s : r.from) {
+      if (!has(cfg.sources, s)) return sec.Error("from", "no [source." + s + "] section");
+    }
+    for (const std::string& s : r.to) {
+      if (!has(cfg.sinks, s)) return sec.Error("to", "no [sink." + s + "] section");
+    }
+  }
+  return cfg;
+}
+
+StatusOr<GatewayConfig> LoadConfig(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound(path + ": cannot open config file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseConfig(ss.str(), path);
+}
+
+}  // namespace gw

@@ -1,0 +1,290 @@
+#include "gw/pipeline.h"
+
+#include <random>
+
+namespace gw {
+
+Status Registry::RegisterSource(const std::string& type, SourceFactory factory) {
+  if (!sources_.emplace(type, std::move(factory)).second) return AlreadyExists("source type \"" + type + "\" registered twice");
+  return Status::Ok();
+}
+
+Status Registry::RegisterSink(const std::string& type, SinkFactory factory) {
+  if (!sinks_.emplace(type, std::move(factory)).second) return AlreadyExists("sink type \"" + type + "\" registered twice");
+  return Status::Ok();
+}
+
+namespace {
+
+template <typename Map>
+std::string Known(const Map& m) {
+  std::string out;
+  for (const auto& kv : m) out += (out.empty() ? "" : ", ") + kv.first;
+  return out;
+}
+
+template <typename T, typename Map>
+StatusOr<std::unique_ptr<T>> Create(const Map& factories, const ConnectorConfig& c, const GatewayInfo& gw, Logger& log,
+                                    const char* kind) {
+  auto it = factories.find(c.type);
+  if (it == factories.end()) {
+    return c.section.Error("type", std::string("no ") + kind + " connector of type \"" + c.type + "\" (known: " +
+                                       Known(factories) + ")");
+  }
+  ConnectorContext ctx{c.name, c.section, gw, log};
+  auto made = it->second(ctx);
+  if (!made.ok()) return made.status();
+  GW_RETURN_IF_ERROR(c.section.CheckAllUsed());
+  return std::move(made.value());
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Source>> Registry::CreateSource(const ConnectorConfig& c, const GatewayInfo& gw, Logger& log) const {
+  return Create<Source>(sources_, c, gw, log, "source");
+}
+
+StatusOr<std::unique_ptr<Sink>> Registry::CreateSink(const ConnectorConfig& c, const GatewayInfo& gw, Logger& log) const {
+  return Create<Sink>(sinks_, c, gw, log, "sink");
+}
+
+StatusOr<SinkPolicy> ReadSinkPolicy(const ConfigSection& s) {
+  SinkPolicy p;
+  auto base = s.GetInt("retry_base_ms", 500, 1, 3600000);
+  if (!base.ok()) return base.status();
+  auto max = s.GetInt("retry_max_ms", 60000, 1, 86400000);
+  if (!max.ok()) return max.status();
+  auto attempts = s.GetInt("max_attempts", 0, 0, 1000000);
+  if (!attempts.ok()) return attempts.status();
+  auto batch = s.GetInt("batch", 500, 1, 100000);
+  if (!batch.ok()) return batch.status();
+  if (*max < *base) return s.Error("retry_max_ms", "must not be below retry_base_ms");
+  p.retry_base = std::chrono::milliseconds(*base);
+  p.retry_max = std::chrono::milliseconds(*max);
+  p.max_attempts = static_cast<int>(*attempts);
+  p.batch = static_cast<int>(*batch);
+  return p;
+}
+
+std::chrono::milliseconds JitteredBackoff(int attempt, std::chrono::milliseconds base, std::chrono::milliseconds max) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  int shift = std::min(std::max(attempt - 1, 0), 30);
+  int64_t ceiling = base.count() > (max.count() >> shift) ? max.count() : base.count() << shift;
+  std::uniform_int_distribution<int64_t> d(0, std::min<int64_t>(ceiling, max.count()));
+  return std::chrono::milliseconds(d(rng));
+}
+
+Pipeline::Pipeline(const GatewayConfig& config, Journal* journal, const Registry& registry)
+    : config_(config), journal_(journal), registry_(registry) {}
+
+Pipeline::~Pipeline() { Stop(std::chrono::milliseconds(0)); }
+
+Status Pipeline::Build() {
+  for (const ConnectorConfig& c : config_.sinks) {
+    auto slot = std::make_unique<SinkSlot>();
+    slot->name = c.name;
+    slot->logger = std::make_unique<StderrLogger>("sink." + c.name);
+    auto policy = ReadSinkPolicy(c.section);
+    if (!policy.ok()) return policy.status();
+    slot->policy = *policy;
+    auto sink = registry_.CreateSink(c, config_.gateway, *slot->logger);
+    if (!sink.ok()) return sink.status();
+    slot->sink = std::move(sink.value());
+    sinks_.push_back(std::move(slot));
+  }
+  for (const ConnectorConfig& c : config_.sources) {
+    auto slot = std::make_unique<SourceSlot>();
+    slot->name = c.name;
+    slot->logger = std::make_unique<StderrLogger>("source." + c.name);
+    auto source = registry_.CreateSource(c, config_.gateway, *slot->logger);
+    if (!source.ok()) return source.status();
+    slot->source = std::move(source.value());
+    slot->sinks = config_.SinksFor(c.name);
+    if (slot->sinks.empty()) logger_.Warning("[source." + c.name + "] has no route: its events are journalled but go nowhere");
+    sources_.push_back(std::move(slot));
+  }
+  return Status::Ok();
+}
+
+Status Pipeline::Start() {
+  if (journal_ == nullptr) return FailedPrecondition("pipeline built without a journal");
+  for (auto& s : sinks_) {
+    Status st = s->sink->Start();
+    if (!st.ok()) return st.Annotate("[sink." + s->name + "]");
+    SinkSlot* slot = s.get();
+    s->thread = std::thread([this, slot] { RunSink(slot); });
+  }
+  for (auto& s : sources_) {
+    auto cp = journal_->GetCheckpoint(s->name);
+    if (!cp.ok()) return cp.status();
+    Status st = s->source->Start(*cp);
+    if (!st.ok()) return st.Annotate("[source." + s->name + "]");
+    SourceSlot* slot = s.get();
+    s->thread = std::thread([this, slot] { RunSource(slot); });
+  }
+  return Status::Ok();
+}
+
+bool Pipeline::SleepUnless(const std::atomic<bool>& flag, std::chrono::milliseconds d) {
+  auto until = std::chrono::steady_clock::now() + d;
+  while (std::chrono::steady_clock::now() < until) {
+    if (flag.load()) return true;
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(until - std::chrono::steady_clock::now(), std::chrono::milliseconds(50)));
+  }
+  return flag.load();
+}
+
+void Pipeline::RunSource(SourceSlot* slot) {
+  Logger& log = *slot->logger;
+  int failures = 0;
+  RateLimiter limiter(std::chrono::seconds(10));
+  while (!sources_stop_.load()) {
+    SourceBatch batch;
+    auto polled = slot->source->Poll(&batch, std::chrono::milliseconds(500));
+    if (!polled.ok()) {
+      ++failures;
+      uint64_t suppressed = 0;
+      if (limiter.Allow(&suppressed)) {
+        log.Warning(polled.status().ToString() + (suppressed ? " (" + std::to_string(suppressed) + " similar suppressed)" : ""));
+      }
+      SleepUnless(sources_stop_, JitteredBackoff(failures, std::chrono::milliseconds(500), std::chrono::seconds(30)));
+      continue;
+    }
+    if (!*polled) continue;
+    AppendResult result;
+    Status s = journal_->Append(slot->name, batch.events, slot->sinks, batch.checkpoint, &result);
+    slot->source->Ack(batch, s);
+    if (!s.ok()) {
+      ++failures;
+      counters_.commit_failures.fetch_add(1);
+      log.Error(batch.unit + ": not committed, will be offered again: " + s.ToString());
+      SleepUnless(sources_stop_, JitteredBackoff(failures, std::chrono::milliseconds(500), std::chrono::seconds(30)));
+      continue;
+    }
+    failures = 0;
+    counters_.batches_committed.fetch_add(1);
+    counters_.events_accepted.fetch_add(result.appended);
+    counters_.events_duplicate.fetch_add(result.duplicates);
+    log.Info(batch.unit + ": " + std::to_string(result.appended) + " event(s) accepted" +
+             (result.duplicates ? ", " + std::to_string(result.duplicates) + " already journalled" : ""));
+  }
+}
+
+void Pipeline::RunSink(SinkSlot* slot) {
+  Logger& log = *slot->logger;
+  const SinkPolicy& policy = slot->policy;
+  int64_t cursor = 0;
+  uint64_t generation = 0;
+  int failures = 0;
+  auto last_rescan = std::chrono::steady_clock::now();
+  RateLimiter limiter(std::chrono::seconds(10));
+  std::vector<PendingDelivery> batch;
+  while (!slot->stop.load()) {
+    if (draining_.load() && std::chrono::steady_clock::now() >= drain_deadline_) break;
+    if (batch.empty()) {
+      Status s = journal_->FetchPending(slot->name, cursor, policy.batch, &batch);
+      if (!s.ok()) {
+        log.Error("cannot read pending deliveries: " + s.ToString());
+        SleepUnless(slot->stop, std::chrono::seconds(1));
+        continue;
+      }
+      if (batch.empty()) {
+        if (draining_.load()) break;
+        // Now and then start again from the beginning, so that dead letters an operator
+        // retried (behind the cursor) are picked up. Flushing first makes sure every
+        // outcome recorded so far is committed, so nothing confirmed is fetched again.
+        if (std::chrono::steady_clock::now() - last_rescan > std::chrono::seconds(5)) {
+          last_rescan = std::chrono::steady_clock::now();
+          if (cursor != 0 && journal_->Flush().ok()) {
+            cursor = 0;
+            continue;
+          }
+        }
+        journal_->WaitForAppend(&generation, std::chrono::milliseconds(500));
+        continue;
+      }
+      cursor = batch.back().seq;
+    }
+    std::vector<const Event*> events;
+    events.reserve(batch.size());
+    for (const PendingDelivery& d : batch) events.push_back(&d.event);
+    std::vector<Status> results = slot->sink->Deliver(events);
+    std::vector<int64_t> delivered;
+    std::vector<PendingDelivery> again;
+    std::string first_error;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const Status& r = i < results.size() ? results[i] : Status(StatusCode::kInternal, "sink returned too few results");
+      PendingDelivery& d = batch[i];
+      if (r.ok()) {
+        delivered.push_back(d.seq);
+        continue;
+      }
+      bool permanent = r.code() == StatusCode::kInvalidArgument || r.code() == StatusCode::kDataLoss ||
+                       r.code() == StatusCode::kPermissionDenied;
+      if (!permanent && policy.max_attempts > 0 && d.attempts + 1 >= policy.max_attempts) {
+        journal_->MarkDead(slot->name, d.seq, "max_attempts (" + std::to_string(policy.max_attempts) + ") reached: " + r.ToString());
+        counters_.dead_letters.fetch_add(1);
+        log.Warning("event " + d.event.id + " dead-lettered after " + std::to_string(d.attempts + 1) + " attempts: " + r.ToString());
+      } else if (permanent) {
+        journal_->MarkDead(slot->name, d.seq, r.ToString());
+        counters_.dead_letters.fetch_add(1);
+        log.Warning("event " + d.event.id + " dead-lettered: " + r.ToString());
+      } else {
+        if (first_error.empty()) first_error = r.ToString();
+        ++d.attempts;
+        again.push_back(std::move(d));
+      }
+    }
+    counters_.events_delivered.fetch_add(static_cast<int64_t>(delivered.size()));
+    if (log.Enabled(LogLevel::kDebug) && !delivered.empty()) {
+      log.Debug(std::to_string(delivered.size()) + " event(s) confirmed up to seq " + std::to_string(delivered.back()));
+    }
+    journal_->MarkDelivered(slot->name, std::move(delivered));
+    batch.swap(again);
+    if (batch.empty()) {
+      failures = 0;
+      continue;
+    }
+    std::vector<int64_t> seqs;
+    for (const PendingDelivery& d : batch) seqs.push_back(d.seq);
+    journal_->MarkAttempted(slot->name, std::move(seqs), first_error);
+    counters_.delivery_failures.fetch_add(static_cast<int64_t>(batch.size()));
+    ++failures;
+    auto wait = JitteredBackoff(failures, policy.retry_base, policy.retry_max);
+    uint64_t suppressed = 0;
+    if (limiter.Allow(&suppressed)) {
+      log.Warning(std::to_string(batch.size()) + " event(s) from " + batch.front().event.id + " not delivered (" + first_error +
+                  "); retry " + std::to_string(failures) + " in " + std::to_string(wait.count()) + " ms" +
+                  (suppressed ? " (" + std::to_string(suppressed) + " similar suppressed)" : ""));
+    }
+    SleepUnless(slot->stop, wait);
+  }
+  slot->finished.store(true);
+}
+
+void Pipeline::Stop(std::chrono::milliseconds drain) {
+  sources_stop_.store(true);
+  for (auto& s : sources_) {
+    if (s->source) s->source->Stop();
+  }
+  for (auto& s : sources_) {
+    if (s->thread.joinable()) s->thread.join();
+  }
+  drain_deadline_ = std::chrono::steady_clock::now() + drain;
+  draining_.store(true);
+  if (journal_) journal_->WakeAll();
+  // Workers leave by themselves once nothing is pending or the deadline passed; past the
+  // deadline the sinks are stopped to interrupt a blocking Deliver().
+  for (auto& s : sinks_) {
+    // std::thread has no timed join: wait for the worker's own flag.
+    while (s->thread.joinable() && !s->finished.load() && std::chrono::steady_clock::now() < drain_deadline_) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    s->stop.store(true);
+    if (s->sink) s->sink->Stop();
+    if (s->thread.joinable()) s->thread.join();
+  }
+  if (journal_) (void)journal_->Flush();
+}
+
+}  // namespace gw
