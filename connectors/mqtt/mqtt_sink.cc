@@ -181,19 +181,23 @@ std::vector<Status> MqttSink::Deliver(const std::vector<const Event*>& events) {
   }
   struct InFlight { size_t index; ::mqtt::delivery_token_ptr token; };
   std::deque<InFlight> window;
+  // After the first failure nothing new is published, so a retry resends the failed event
+  // before anything that follows it; only events already in flight may overtake it.
+  bool broken = false;
   auto settle_one = [&]() {
     InFlight f = std::move(window.front());
     window.pop_front();
     try {
       if (!f.token->wait_for(options_.publish_timeout)) {
         results[f.index] = Unavailable("no PUBACK within " + std::to_string(options_.publish_timeout.count()) + "s");
+        broken = true;
       }
     } catch (const ::mqtt::exception& e) {
       results[f.index] = Unavailable(std::string("publish failed: ") + e.what());
+      broken = true;
     }
   };
   std::string payload;
-  bool broken = false;
   for (size_t i = 0; i < events.size(); ++i) {
     if (broken || stopping_) {
       results[i] = Unavailable("connection lost during the batch");

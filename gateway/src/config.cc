@@ -1,6 +1,8 @@
 #include "gw/config.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -40,6 +42,21 @@ bool ValidName(const std::string& s) {
   });
 }
 
+// Replaces each ${NAME} in `value` with the environment variable NAME.
+Status ExpandEnv(const std::string& where, std::string* value) {
+  size_t pos = 0;
+  while ((pos = value->find("${", pos)) != std::string::npos) {
+    size_t end = value->find('}', pos + 2);
+    if (end == std::string::npos) return InvalidArgument(where + "unclosed ${ in value");
+    std::string name = value->substr(pos + 2, end - pos - 2);
+    const char* v = std::getenv(name.c_str());
+    if (v == nullptr) return InvalidArgument(where + "environment variable " + name + " is not set");
+    value->replace(pos, end - pos + 1, v);
+    pos += std::strlen(v);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 StatusOr<std::vector<ConfigSection>> ParseIni(const std::string& text, const std::string& file) {
@@ -66,7 +83,9 @@ StatusOr<std::vector<ConfigSection>> ParseIni(const std::string& text, const std
     if (sections.empty()) return InvalidArgument(where + "key outside any [section]");
     std::string key = Trim(line.substr(0, eq));
     if (key.empty()) return InvalidArgument(where + "empty key");
-    sections.back().Add(key, Trim(line.substr(eq + 1)), line_no);
+    std::string value = Trim(line.substr(eq + 1));
+    GW_RETURN_IF_ERROR(ExpandEnv(where + "[" + sections.back().name() + "] " + key + ": ", &value));
+    sections.back().Add(key, std::move(value), line_no);
   }
   return sections;
 }

@@ -212,6 +212,8 @@ void Pipeline::RunSink(SinkSlot* slot) {
     std::vector<int64_t> delivered;
     std::vector<PendingDelivery> again;
     std::string first_error;
+    int64_t head_seq = 0;
+    bool head_taken = false;
     for (size_t i = 0; i < batch.size(); ++i) {
       const Status& r = i < results.size() ? results[i] : Status(StatusCode::kInternal, "sink returned too few results");
       PendingDelivery& d = batch[i];
@@ -221,7 +223,11 @@ void Pipeline::RunSink(SinkSlot* slot) {
       }
       bool permanent = r.code() == StatusCode::kInvalidArgument || r.code() == StatusCode::kDataLoss ||
                        r.code() == StatusCode::kPermissionDenied;
-      if (!permanent && policy.max_attempts > 0 && d.attempts + 1 >= policy.max_attempts) {
+      // Only the first transient failure of a batch counts as an attempt: the events behind
+      // it were held back to keep order, not tried and failed.
+      bool head = !permanent && !head_taken;
+      head_taken |= head;
+      if (head && policy.max_attempts > 0 && d.attempts + 1 >= policy.max_attempts) {
         journal_->MarkDead(slot->name, d.seq, "max_attempts (" + std::to_string(policy.max_attempts) + ") reached: " + r.ToString());
         counters_.dead_letters.fetch_add(1);
         log.Warning("event " + d.event.id + " dead-lettered after " + std::to_string(d.attempts + 1) + " attempts: " + r.ToString());
@@ -230,8 +236,11 @@ void Pipeline::RunSink(SinkSlot* slot) {
         counters_.dead_letters.fetch_add(1);
         log.Warning("event " + d.event.id + " dead-lettered: " + r.ToString());
       } else {
-        if (first_error.empty()) first_error = r.ToString();
-        ++d.attempts;
+        if (head) {
+          first_error = r.ToString();
+          ++d.attempts;
+          head_seq = d.seq;
+        }
         again.push_back(std::move(d));
       }
     }
@@ -245,15 +254,14 @@ void Pipeline::RunSink(SinkSlot* slot) {
       failures = 0;
       continue;
     }
-    std::vector<int64_t> seqs;
-    for (const PendingDelivery& d : batch) seqs.push_back(d.seq);
-    journal_->MarkAttempted(slot->name, std::move(seqs), first_error);
+    if (head_seq != 0) journal_->MarkAttempted(slot->name, {head_seq}, first_error);
     counters_.delivery_failures.fetch_add(static_cast<int64_t>(batch.size()));
     ++failures;
     auto wait = JitteredBackoff(failures, policy.retry_base, policy.retry_max);
     uint64_t suppressed = 0;
     if (limiter.Allow(&suppressed)) {
-      log.Warning(std::to_string(batch.size()) + " event(s) from " + batch.front().event.id + " not delivered (" + first_error +
+      log.Warning(std::to_string(batch.size()) + " event(s) from " + batch.front().event.id + " not delivered (" +
+                  (first_error.empty() ? std::string("held back") : first_error) +
                   "); retry " + std::to_string(failures) + " in " + std::to_string(wait.count()) + " ms" +
                   (suppressed ? " (" + std::to_string(suppressed) + " similar suppressed)" : ""));
     }

@@ -19,6 +19,7 @@ namespace gw {
 
 // Parses INI text. `file` is used in error messages only.
 // Syntax: `[section]`, `key = value`, whole-line comments starting with `;` or `#`.
+// `${NAME}` in a value is replaced by environment variable NAME (an unset one is an error).
 StatusOr<std::vector<ConfigSection>> ParseIni(const std::string& text, const std::string& file);
 
 struct JournalConfig {

@@ -87,6 +87,9 @@ class Sink {
   // far side confirmed or refused each. OK: confirmed. kUnavailable / kDeadlineExceeded:
   // transient, the core retries later with back-off. kInvalidArgument / kDataLoss: the event
   // itself can never be delivered; it is dead-lettered with the message as its reason.
+  // A sink keeps journal order by attempting nothing new after its first transient failure in
+  // a batch (report the rest kUnavailable); events it already had in flight may still be
+  // confirmed, and then the failed event reaches the far side after them.
   // The pointers are valid until Deliver() returns.
   virtual std::vector<Status> Deliver(const std::vector<const Event*>& events) = 0;
 

@@ -1,0 +1,110 @@
+#include "tests/integration/gateway_fixture.h"
+
+#include <signal.h>
+
+#include <sstream>
+
+namespace gw::testing {
+
+Subscriber::Subscriber(const std::string& uri, const std::string& client_id, const std::string& filter)
+    : filter_(filter), client_(uri, client_id, nullptr) {
+  client_.set_message_callback([this](mqtt::const_message_ptr m) {
+    std::lock_guard<std::mutex> l(mu_);
+    messages_.emplace_back(m->get_topic(), m->to_string());
+  });
+}
+
+Subscriber::~Subscriber() { Disconnect(); }
+
+void Subscriber::Connect() {
+  mqtt::connect_options opts;
+  opts.set_clean_session(false);
+  opts.set_keep_alive_interval(30);
+  client_.connect(opts)->wait_for(std::chrono::seconds(10));
+  if (!client_.is_connected()) throw std::runtime_error("subscriber could not connect");
+  client_.subscribe(filter_, 1)->wait_for(std::chrono::seconds(10));
+}
+
+void Subscriber::Disconnect() {
+  try {
+    if (client_.is_connected()) client_.disconnect()->wait_for(std::chrono::seconds(5));
+  } catch (const mqtt::exception&) {
+  }
+}
+
+size_t Subscriber::Count() {
+  std::lock_guard<std::mutex> l(mu_);
+  return messages_.size();
+}
+
+std::vector<std::pair<std::string, std::string>> Subscriber::Messages() {
+  std::lock_guard<std::mutex> l(mu_);
+  return messages_;
+}
+
+std::multiset<std::string> Subscriber::Payloads() {
+  std::lock_guard<std::mutex> l(mu_);
+  std::multiset<std::string> out;
+  for (const auto& m : messages_) out.insert(m.second);
+  return out;
+}
+
+GatewayTest::GatewayTest() : broker_(dir_ / "broker") { broker_.Start(); }
+
+GatewayTest::~GatewayTest() {
+  if (gateway_.Running()) gateway_.Stop(SIGKILL);
+  if (::testing::Test::HasFailure()) {
+    std::cerr << "---- gateway log ----\n" << GatewayLog() << "---------------------\n";
+  }
+}
+
+std::string GatewayTest::WriteConfig(const std::string& extra) {
+  config_path_ = dir_ / "gateway.ini";
+  WriteFile(config_path_,
+            "[gateway]\nparticipant_mpid = UDMS\nparticipant_role = D\nenvironment = SIT\n"
+            "flow_dir = " + SourceDir() + "/config/flows\nlog_level = debug\n"
+            "[journal]\npath = " + dir_ / "journal.db" + "\n"
+            "[source.inbox]\ntype = file\ndirectory = " + dir_ / "inbox" + "\narchive = " + dir_ / "archive" +
+            "\nrejected = " + dir_ / "rejected" + "\nformat = dtn\nsettle_ms = 100\npoll_ms = 100\n"
+            "[sink.backbone]\ntype = mqtt\nuri = " + broker_.uri() + "\nclient_id = UDMS-gw-test\nqos = 1\n"
+            "topic = mhhs/{environment}/{type}/{sender_role}/{sender_mpid}\nretry_base_ms = 100\nretry_max_ms = 1000\n"
+            "reconnect_max_ms = 1000\nconnect_timeout_s = 2\n"
+            "[route.all]\nfrom = inbox\nto = backbone\n" + extra);
+  return config_path_;
+}
+
+void GatewayTest::StartGateway() {
+  if (config_path_.empty()) WriteConfig();
+  gateway_.Start({DaemonPath(), "--config", config_path_}, dir_ / "gateway.log");
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("started:") != std::string::npos || !gateway_.Running(); },
+                      std::chrono::seconds(20)));
+  ASSERT_TRUE(gateway_.Running()) << GatewayLog();
+}
+
+int GatewayTest::StopGateway() { return gateway_.Stop(SIGTERM); }
+
+void GatewayTest::KillGateway() { gateway_.Stop(SIGKILL); }
+
+void GatewayTest::Drop(const std::string& source_path) {
+  DropText(source_path.substr(source_path.find_last_of('/') + 1), ReadFileOrEmpty(source_path));
+}
+
+void GatewayTest::DropText(const std::string& name, const std::string& text) {
+  std::string inbox = dir_ / "inbox";
+  ::mkdir(inbox.c_str(), 0755);
+  WriteFile(inbox + "/" + name + ".tmp", text);
+  ASSERT_EQ(::rename((inbox + "/" + name + ".tmp").c_str(), (inbox + "/" + name).c_str()), 0);
+}
+
+std::vector<std::string> GatewayTest::Convert(const std::string& file) {
+  std::string out;
+  int rc = RunCommand({CtlPath(), "--flow-dir", SourceDir() + "/config/flows", "convert", file}, &out);
+  EXPECT_EQ(rc, 0) << out;
+  std::vector<std::string> lines;
+  std::istringstream in(out);
+  std::string line;
+  while (std::getline(in, line)) if (!line.empty()) lines.push_back(line);
+  return lines;
+}
+
+}  // namespace gw::testing

@@ -1,0 +1,145 @@
+// End to end: DTN files dropped into the inbox arrive on a real Mosquitto, exactly as
+// mhhs-gatewayctl convert describes them, and survive a SIGKILL between ingest and delivery.
+#include <signal.h>
+
+#include "tests/integration/gateway_fixture.h"
+
+namespace gw::testing {
+namespace {
+
+const char* kValid[] = {"D0010_UDMS_MRCY_0000475656.uff", "D0010_UDMS_MRCY_0000475657.uff",
+                        "D0010_UDMS_BGAS_0000475658.uff"};
+const char kBroken[] = "D0010_UDMS_MRCY_0000475659_broken.uff";
+
+
+class SkeletonTest : public GatewayTest {
+ protected:
+  std::multiset<std::string> Expected() {
+    std::multiset<std::string> out;
+    for (const char* f : kValid) {
+      for (const std::string& e : Convert(Samples() + "/" + f)) out.insert(e);
+    }
+    return out;
+  }
+};
+
+TEST_F(SkeletonTest, DroppedFilesArriveOnTheBackboneExactly) {
+  Subscriber sub(broker_.uri(), "test-sub-1");
+  sub.Connect();
+  StartGateway();
+  for (const char* f : kValid) Drop(Samples() + "/" + f);
+  Drop(Samples() + "/" + kBroken);
+  std::multiset<std::string> expected = Expected();
+  ASSERT_EQ(expected.size(), 6u);
+  ASSERT_TRUE(WaitFor([&] { return sub.Count() >= expected.size(); }, std::chrono::seconds(30)))
+      << "received " << sub.Count();
+  // Nothing more arrives (no duplicates in a clean run).
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(sub.Payloads(), expected);
+  for (const auto& [topic, payload] : sub.Messages()) {
+    EXPECT_EQ(topic, "mhhs/SIT/D0010002/D/UDMS") << payload;
+  }
+  // Files: valid ones archived, the broken one rejected with its errors beside it.
+  ASSERT_TRUE(WaitFor([&] { return FilesIn(dir_ / "archive").size() == 3; }, std::chrono::seconds(10)));
+  EXPECT_EQ(FilesIn(dir_ / "rejected"),
+            (std::vector<std::string>{kBroken, std::string(kBroken) + ".errors.txt"}));
+  std::string errors = ReadFileOrEmpty(dir_ / "rejected/" + kBroken + ".errors.txt");
+  EXPECT_NE(errors.find(std::string(kBroken) + ":2: 026 mpanCore: expected exactly 13 digits (12000233059)"),
+            std::string::npos) << errors;
+  EXPECT_TRUE(FilesIn(dir_ / "inbox").empty());
+  EXPECT_EQ(StopGateway(), 0);
+  std::string log = GatewayLog();
+  EXPECT_NE(log.find("<4>source.inbox: rejected " + std::string(kBroken)), std::string::npos) << log;
+}
+
+TEST_F(SkeletonTest, KilledAfterIngestBeforeDeliveryLosesNothing) {
+  // A persistent subscriber session exists before anything is published.
+  {
+    Subscriber early(broker_.uri(), "test-sub-2");
+    early.Connect();
+    early.Disconnect();
+  }
+  broker_.Stop();
+  StartGateway();
+  for (const char* f : kValid) Drop(Samples() + "/" + f);
+  // Ingested: all files archived (so the journal has committed their events) while the
+  // broker is down, so nothing can have been delivered yet.
+  ASSERT_TRUE(WaitFor([&] { return FilesIn(dir_ / "archive").size() == 3; }, std::chrono::seconds(30)))
+      << GatewayLog();
+  KillGateway();
+
+  broker_.Start();
+  Subscriber sub(broker_.uri(), "test-sub-2");
+  sub.Connect();
+  StartGateway();
+  std::multiset<std::string> expected = Expected();
+  ASSERT_TRUE(WaitFor([&] { return sub.Count() >= expected.size(); }, std::chrono::seconds(60)))
+      << "received " << sub.Count() << " of " << expected.size();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(sub.Payloads(), expected);
+  EXPECT_EQ(StopGateway(), 0);
+
+  std::string out;
+  ASSERT_EQ(RunCommand({CtlPath(), "--config", config_path_, "--json", "status"}, &out), 0) << out;
+  EXPECT_NE(out.find(R"("sink":"backbone","pending":0,"delivered":6,"deadLetters":0)"), std::string::npos) << out;
+}
+
+TEST_F(SkeletonTest, BrokerOutageIsRiddenOutWithoutLoss) {
+  Subscriber sub(broker_.uri(), "test-sub-3");
+  sub.Connect();
+  StartGateway();
+  Drop(Samples() + "/" + kValid[0]);
+  ASSERT_TRUE(WaitFor([&] { return sub.Count() >= 2; }, std::chrono::seconds(30)));
+  sub.Disconnect();
+  broker_.Stop();
+  Drop(Samples() + "/" + kValid[1]);
+  Drop(Samples() + "/" + kValid[2]);
+  ASSERT_TRUE(WaitFor([&] { return FilesIn(dir_ / "archive").size() == 3; }, std::chrono::seconds(30)));
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // the sink fails and backs off
+  broker_.Start();
+  sub.Connect();
+  std::multiset<std::string> expected = Expected();
+  ASSERT_TRUE(WaitFor([&] { return sub.Count() >= expected.size(); }, std::chrono::seconds(60)))
+      << "received " << sub.Count() << " of " << expected.size();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(sub.Payloads(), expected);
+  EXPECT_EQ(StopGateway(), 0);
+}
+
+TEST_F(SkeletonTest, SameFileDroppedTwiceIsDeliveredOnce) {
+  Subscriber sub(broker_.uri(), "test-sub-4");
+  sub.Connect();
+  StartGateway();
+  Drop(Samples() + "/" + kValid[0]);
+  ASSERT_TRUE(WaitFor([&] { return FilesIn(dir_ / "archive").size() == 1; }, std::chrono::seconds(30)));
+  Drop(Samples() + "/" + kValid[0]);
+  ASSERT_TRUE(WaitFor([&] { return FilesIn(dir_ / "archive").size() == 2; }, std::chrono::seconds(30)));
+  ASSERT_TRUE(WaitFor([&] { return sub.Count() >= 2; }, std::chrono::seconds(30)));
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(sub.Count(), 2u);
+  EXPECT_NE(GatewayLog().find("2 already journalled"), std::string::npos);
+  EXPECT_EQ(StopGateway(), 0);
+}
+
+TEST_F(SkeletonTest, BadConfigExitsWithEx_ConfigNamingTheKey) {
+  WriteConfig("[sink.extra]\ntype = mqtt\nuri = tcp://127.0.0.1:1\nclient_id = x\nqso = 1\n");
+  std::string out;
+  int rc = RunCommand({DaemonPath(), "--config", config_path_}, &out);
+  EXPECT_EQ(rc, 78);
+  EXPECT_NE(out.find("gateway.ini:34: [sink.extra] qso: unknown key"), std::string::npos) << out;
+  rc = RunCommand({DaemonPath(), "--config", config_path_, "--check-config"}, &out);
+  EXPECT_EQ(rc, 78);
+  rc = RunCommand({DaemonPath(), "--bogus"}, &out);
+  EXPECT_EQ(rc, 78);
+  EXPECT_NE(out.find("unrecognised option '--bogus'"), std::string::npos) << out;
+}
+
+TEST_F(SkeletonTest, CheckConfigAcceptsAGoodConfig) {
+  WriteConfig();
+  std::string out;
+  EXPECT_EQ(RunCommand({DaemonPath(), "--config", config_path_, "--check-config"}, &out), 0) << out;
+  EXPECT_NE(out.find("configuration OK (1 source(s), 1 sink(s), 1 route(s))"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace gw::testing

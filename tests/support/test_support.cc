@@ -1,0 +1,194 @@
+#include "tests/support/test_support.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace gw::testing {
+
+namespace fs = std::filesystem;
+
+TempDir::TempDir() {
+  const char* base = std::getenv("TMPDIR");
+  std::string templ = std::string(base && *base ? base : "/tmp") + "/gw-test.XXXXXX";
+  std::vector<char> buf(templ.begin(), templ.end());
+  buf.push_back('\0');
+  if (::mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+  path_ = buf.data();
+}
+
+TempDir::~TempDir() {
+  if (std::getenv("GW_KEEP_TEMP") != nullptr) return;
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    throw std::runtime_error("bind failed");
+  }
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+void WriteFile(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << content;
+  if (!out) throw std::runtime_error("cannot write " + path);
+}
+
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> FilesIn(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    std::string n = e.path().filename().string();
+    if (e.is_regular_file() && n[0] != '.') out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (pred()) return true;
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+Process::~Process() {
+  if (pid_ > 0) Stop(SIGKILL);
+}
+
+void Process::Start(const std::vector<std::string>& argv, const std::string& log_path,
+                    const std::map<std::string, std::string>& env) {
+  if (pid_ > 0) throw std::runtime_error("process already running");
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      ::close(fd);
+    }
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, 0);
+    // Leave the test's signal mask and process group behind.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    std::fprintf(stderr, "exec %s: %s\n", args[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  pid_ = pid;
+  status_ = -1;
+}
+
+bool Process::Running() {
+  if (pid_ <= 0) return false;
+  int st = 0;
+  pid_t r = ::waitpid(pid_, &st, WNOHANG);
+  if (r == pid_) {
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+int Process::Wait(std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return status_;
+  if (!WaitFor([&] { return !Running(); }, timeout)) return -1;
+  return status_;
+}
+
+int Process::Stop(int sig, std::chrono::milliseconds timeout) {
+  if (pid_ <= 0) return status_;
+  ::kill(pid_, sig);
+  int r = Wait(timeout);
+  if (r == -1) {
+    ::kill(pid_, SIGKILL);
+    r = Wait(std::chrono::seconds(10));
+  }
+  return r;
+}
+
+int RunCommand(const std::vector<std::string>& argv, std::string* output,
+               const std::map<std::string, std::string>& env) {
+  TempDir tmp;
+  Process p;
+  p.Start(argv, tmp / "out.txt", env);
+  int rc = p.Wait(std::chrono::minutes(5));
+  if (output) *output = ReadFileOrEmpty(tmp / "out.txt");
+  return rc;
+}
+
+Mosquitto::Mosquitto(std::string dir, int port) : dir_(std::move(dir)), port_(port ? port : FreePort()) {}
+
+Mosquitto::~Mosquitto() { Stop(); }
+
+void Mosquitto::Start() {
+  const char* bin = "/usr/sbin/mosquitto";
+  if (::access(bin, X_OK) != 0) throw std::runtime_error("mosquitto is not installed (scripts/test installs it)");
+  ::mkdir(dir_.c_str(), 0755);
+  WriteFile(dir_ + "/mosquitto.conf", "listener " + std::to_string(port_) +
+                                          " 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location " +
+                                          dir_ + "/\nautosave_interval 1\nlog_dest file " + dir_ + "/mosquitto.log\n");
+  process_.Start({bin, "-c", dir_ + "/mosquitto.conf"}, dir_ + "/stdout.log");
+  bool up = WaitFor(
+      [&] {
+        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons(static_cast<uint16_t>(port_));
+        bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+        ::close(fd);
+        return ok;
+      },
+      std::chrono::seconds(10));
+  if (!up) throw std::runtime_error("mosquitto did not start; see " + dir_ + "/mosquitto.log");
+}
+
+void Mosquitto::Stop() { process_.Stop(SIGTERM, std::chrono::seconds(10)); }
+
+std::string SourceDir() { return GW_TEST_SOURCE_DIR; }
+std::string DaemonPath() { return GW_TEST_DAEMON; }
+std::string CtlPath() { return GW_TEST_CTL; }
+
+}  // namespace gw::testing

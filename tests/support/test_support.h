@@ -1,0 +1,93 @@
+// Test support: temporary folders, free loopback ports, child processes, and a real Mosquitto
+// broker started on 127.0.0.1 in a temporary folder. Used by unit and integration tests.
+#ifndef GW_TESTS_SUPPORT_TEST_SUPPORT_H_
+#define GW_TESTS_SUPPORT_TEST_SUPPORT_H_
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace gw::testing {
+
+// A fresh folder under $TMPDIR (or /tmp), removed with its contents on destruction
+// unless the environment sets GW_KEEP_TEMP.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// A TCP port on 127.0.0.1 that was free when asked.
+int FreePort();
+
+void WriteFile(const std::string& path, const std::string& content);
+std::string ReadFileOrEmpty(const std::string& path);
+// Regular files in `dir` whose names do not start with '.', sorted.
+std::vector<std::string> FilesIn(const std::string& dir);
+
+// Polls `pred` every 20 ms until it is true or `timeout` passes; returns its last value.
+bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
+
+// A child process with stdout and stderr sent to files.
+class Process {
+ public:
+  Process() = default;
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  // Starts `argv` with extra environment variables; output goes to `log_path`.
+  void Start(const std::vector<std::string>& argv, const std::string& log_path,
+             const std::map<std::string, std::string>& env = {});
+  bool Running();
+  // Sends `sig` and waits for the exit; returns the exit status (128+signal when killed).
+  int Stop(int sig, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Waits for the exit without signalling; -1 on timeout.
+  int Wait(std::chrono::milliseconds timeout);
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = -1;
+};
+
+// Runs a command to completion; returns its exit code and puts stdout+stderr in `output`.
+int RunCommand(const std::vector<std::string>& argv, std::string* output,
+               const std::map<std::string, std::string>& env = {});
+
+// A real Mosquitto on 127.0.0.1:port with its config and log in `dir`.
+class Mosquitto {
+ public:
+  explicit Mosquitto(std::string dir, int port = 0);
+  ~Mosquitto();
+  // Starts (or restarts) the broker and waits until it accepts connections.
+  void Start();
+  void Stop();
+  int port() const { return port_; }
+  std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  std::string dir_;
+  int port_;
+  Process process_;
+};
+
+// The project's source tree and built binaries (from the build system).
+std::string SourceDir();
+std::string DaemonPath();
+std::string CtlPath();
+
+}  // namespace gw::testing
+
+#endif  // GW_TESTS_SUPPORT_TEST_SUPPORT_H_

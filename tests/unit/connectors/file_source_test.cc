@@ -1,0 +1,158 @@
+#include "connectors/file/file_source.h"
+
+#include <gtest/gtest.h>
+
+#include "gw/log.h"
+#include "tests/support/test_support.h"
+
+namespace gw::connectors::file {
+namespace {
+
+using gw::testing::FilesIn;
+using gw::testing::ReadFileOrEmpty;
+using gw::testing::WriteFile;
+
+const char kValid[] =
+    "ZHV|0000000001|D0010002|D|UDMS|X|MRCY|20160302153151||||OPER|\n"
+    "026|1200023305967|V|\n"
+    "028|F75A 00802|D|\n"
+    "030|S|20160222000000|56311.0|||T|N|\n"
+    "ZPT|0000000001|3||1|20160302154650|\n";
+
+class FileSourceTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Source> Make(const std::string& extra = "") {
+    section_ = ConfigSection("test.ini", "source.inbox", 1);
+    section_.Add("directory", dir_ / "inbox", 2);
+    section_.Add("archive", dir_ / "archive", 3);
+    section_.Add("rejected", dir_ / "rejected", 4);
+    section_.Add("settle_ms", "0", 5);
+    section_.Add("poll_ms", "10", 6);
+    if (!extra.empty()) section_.Add("incomplete_after_s", extra, 7);
+    info_.flow_dir = gw::testing::SourceDir() + "/config/flows";
+    ConnectorContext ctx{"inbox", section_, info_, logger_};
+    auto s = FileSource::Create(ctx);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    EXPECT_TRUE(section_.CheckAllUsed().ok());
+    EXPECT_TRUE((*s)->Start("").ok());
+    return std::move(s.value());
+  }
+
+  gw::testing::TempDir dir_;
+  ConfigSection section_;
+  GatewayInfo info_;
+  StderrLogger logger_{"test"};
+};
+
+TEST_F(FileSourceTest, CompleteFileIsDecodedAndArchivedOnlyAfterAck) {
+  auto src = Make();
+  WriteFile(dir_ / "inbox/a.uff", kValid);
+  SourceBatch b;
+  auto r = src->Poll(&b, std::chrono::seconds(2));
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(*r);
+  EXPECT_EQ(b.unit, "a.uff");
+  ASSERT_EQ(b.events.size(), 1u);
+  EXPECT_EQ(b.events[0].id, "UDMS-0000000001-1");
+  EXPECT_EQ(b.events[0].origin, "inbox:a.uff:2");
+  EXPECT_TRUE(FilesIn(dir_ / "archive").empty()) << "archived before the journal commit";
+  EXPECT_EQ(FilesIn(dir_ / "inbox/.claimed"), std::vector<std::string>{"a.uff"});
+  src->Ack(b, Status::Ok());
+  EXPECT_EQ(FilesIn(dir_ / "archive"), std::vector<std::string>{"a.uff"});
+  EXPECT_TRUE(FilesIn(dir_ / "inbox").empty());
+}
+
+TEST_F(FileSourceTest, FailedCommitOffersTheSameFileAgain) {
+  auto src = Make();
+  WriteFile(dir_ / "inbox/a.uff", kValid);
+  SourceBatch b;
+  ASSERT_TRUE(*src->Poll(&b, std::chrono::seconds(2)));
+  src->Ack(b, Unavailable("disk full"));
+  EXPECT_TRUE(FilesIn(dir_ / "archive").empty());
+  SourceBatch again;
+  ASSERT_TRUE(*src->Poll(&again, std::chrono::seconds(2)));
+  EXPECT_EQ(again.unit, "a.uff");
+  ASSERT_EQ(again.events.size(), 1u);
+  EXPECT_EQ(again.events[0].id, b.events[0].id);
+}
+
+TEST_F(FileSourceTest, InvalidFileIsRejectedWithItsErrors) {
+  auto src = Make();
+  std::string bad = kValid;
+  bad.replace(bad.find("1200023305967"), 13, "1200");
+  WriteFile(dir_ / "inbox/bad.uff", bad);
+  SourceBatch b;
+  auto r = src->Poll(&b, std::chrono::milliseconds(500));
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(*r);
+  EXPECT_EQ(FilesIn(dir_ / "rejected"), (std::vector<std::string>{"bad.uff", "bad.uff.errors.txt"}));
+  EXPECT_EQ(ReadFileOrEmpty(dir_ / "rejected/bad.uff.errors.txt"), "bad.uff:2: 026 mpanCore: expected exactly 13 digits (1200)\n");
+  EXPECT_EQ(ReadFileOrEmpty(dir_ / "rejected/bad.uff"), bad) << "the original is kept as it was";
+}
+
+TEST_F(FileSourceTest, FilesStillBeingWrittenAreLeftAlone) {
+  auto src = Make();
+  std::string partial = kValid;
+  partial.erase(partial.find("ZPT|"));
+  WriteFile(dir_ / "inbox/partial.uff", partial);
+  WriteFile(dir_ / "inbox/b.uff.tmp", kValid);
+  WriteFile(dir_ / "inbox/.hidden", kValid);
+  SourceBatch b;
+  auto r = src->Poll(&b, std::chrono::milliseconds(300));
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(*r);
+  EXPECT_EQ(FilesIn(dir_ / "inbox"), (std::vector<std::string>{"b.uff.tmp", "partial.uff"}));
+}
+
+TEST_F(FileSourceTest, FileWithoutTrailerIsRejectedOnceItStopsGrowing) {
+  auto src = Make(/*incomplete_after_s=*/"1");
+  std::string partial = kValid;
+  partial.erase(partial.find("ZPT|"));
+  WriteFile(dir_ / "inbox/partial.uff", partial);
+  SourceBatch b;
+  ASSERT_TRUE(gw::testing::WaitFor([&] {
+    auto r = src->Poll(&b, std::chrono::milliseconds(100));
+    return !FilesIn(dir_ / "rejected").empty();
+  }, std::chrono::seconds(5)));
+  EXPECT_NE(ReadFileOrEmpty(dir_ / "rejected/partial.uff.errors.txt").find("missing ZPT trailer"), std::string::npos);
+}
+
+TEST_F(FileSourceTest, FileClaimedBeforeACrashIsTakenFirst) {
+  {
+    auto src = Make();
+    WriteFile(dir_ / "inbox/a.uff", kValid);
+    SourceBatch b;
+    ASSERT_TRUE(*src->Poll(&b, std::chrono::seconds(2)));
+    // No Ack: the process "crashed" here.
+  }
+  auto src = Make();
+  SourceBatch b;
+  ASSERT_TRUE(*src->Poll(&b, std::chrono::seconds(2)));
+  EXPECT_EQ(b.unit, "a.uff");
+  src->Ack(b, Status::Ok());
+  EXPECT_EQ(FilesIn(dir_ / "archive"), std::vector<std::string>{"a.uff"});
+}
+
+TEST_F(FileSourceTest, SameNameDroppedTwiceIsArchivedUnderANewName) {
+  auto src = Make();
+  for (int i = 0; i < 2; ++i) {
+    WriteFile(dir_ / "inbox/a.uff", kValid);
+    SourceBatch b;
+    ASSERT_TRUE(*src->Poll(&b, std::chrono::seconds(2)));
+    src->Ack(b, Status::Ok());
+  }
+  EXPECT_EQ(FilesIn(dir_ / "archive"), (std::vector<std::string>{"a.uff", "a.uff.1"}));
+}
+
+TEST(FileSourceConfigTest, MissingDirectoryKeyIsNamed) {
+  ConfigSection s("gw.ini", "source.inbox", 9);
+  s.Add("type", "file", 10);
+  GatewayInfo info;
+  StderrLogger log("t");
+  auto src = FileSource::Create(ConnectorContext{"inbox", s, info, log});
+  ASSERT_FALSE(src.ok());
+  EXPECT_EQ(src.status().message(), "gw.ini:9: [source.inbox] directory: is required");
+}
+
+}  // namespace
+}  // namespace gw::connectors::file

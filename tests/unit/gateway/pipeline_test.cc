@@ -1,0 +1,236 @@
+// The pipeline's delivery policy with fake connectors and a real journal: order, retries,
+// dead letters, and acking sources only after the commit.
+#include "gw/pipeline.h"
+
+#include <gtest/gtest.h>
+
+#include <deque>
+#include <mutex>
+
+#include "tests/support/test_support.h"
+
+namespace gw {
+namespace {
+
+Event Ev(const std::string& id) {
+  Event e;
+  e.id = id;
+  e.type = "T";
+  e.sender = Party{"UDMS", "D", ""};
+  e.created_at = "2026-01-01T00:00:00+00:00";
+  e.payload = "{}";
+  return e;
+}
+
+struct FakeState {
+  std::mutex mu;
+  std::deque<SourceBatch> to_emit;
+  std::vector<std::string> acked;           // units acked OK
+  std::vector<std::string> delivered;       // event ids, in delivery order
+  std::map<std::string, int> fail_times;    // transient failures before success
+  std::set<std::string> refuse;             // permanent failures
+  int deliver_calls = 0;
+};
+
+class FakeSource : public Source {
+ public:
+  explicit FakeSource(FakeState* s) : s_(s) {}
+  Status Start(const std::string&) override { return Status::Ok(); }
+  StatusOr<bool> Poll(SourceBatch* b, std::chrono::milliseconds) override {
+    std::lock_guard<std::mutex> l(s_->mu);
+    if (s_->to_emit.empty()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      return false;
+    }
+    *b = s_->to_emit.front();
+    s_->to_emit.pop_front();
+    return true;
+  }
+  void Ack(const SourceBatch& b, const Status& st) override {
+    std::lock_guard<std::mutex> l(s_->mu);
+    if (st.ok()) s_->acked.push_back(b.unit);
+  }
+  void Stop() override {}
+
+ private:
+  FakeState* s_;
+};
+
+class FakeSink : public Sink {
+ public:
+  explicit FakeSink(FakeState* s) : s_(s) {}
+  Status Start() override { return Status::Ok(); }
+  std::vector<Status> Deliver(const std::vector<const Event*>& events) override {
+    std::lock_guard<std::mutex> l(s_->mu);
+    ++s_->deliver_calls;
+    // A sequential sink: after a transient failure it attempts nothing more in the batch.
+    std::vector<Status> out;
+    bool stalled = false;
+    for (const Event* e : events) {
+      if (stalled) {
+        out.push_back(Unavailable("not attempted"));
+      } else if (s_->refuse.count(e->id)) {
+        out.push_back(InvalidArgument("refused " + e->id));
+      } else if (s_->fail_times[e->id] > 0) {
+        --s_->fail_times[e->id];
+        out.push_back(Unavailable("try later"));
+        stalled = true;
+      } else {
+        s_->delivered.push_back(e->id);
+        out.push_back(Status::Ok());
+      }
+    }
+    return out;
+  }
+  bool Connected() const override { return true; }
+  void Stop() override {}
+
+ private:
+  FakeState* s_;
+};
+
+class PipelineTest : public ::testing::Test {
+ protected:
+  void Run(const std::string& sink_extra_key = "", const std::string& value = "") {
+    auto cfg = ParseConfig(
+        "[gateway]\nparticipant_mpid = UDMS\nparticipant_role = D\nenvironment = SIT\n"
+        "[journal]\npath = " + dir_ / "j.db" + "\n"
+        "[source.in]\ntype = fake\n"
+        "[sink.out]\ntype = fake\nretry_base_ms = 1\nretry_max_ms = 5\n" +
+        (sink_extra_key.empty() ? "" : sink_extra_key + " = " + value + "\n") +
+        "[route.r]\nfrom = in\nto = out\n", "test.ini");
+    ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
+    config_ = std::move(*cfg);
+    ASSERT_TRUE(registry_.RegisterSource("fake", [this](const ConnectorContext&) -> StatusOr<std::unique_ptr<Source>> {
+      return std::unique_ptr<Source>(new FakeSource(&state_));
+    }).ok());
+    ASSERT_TRUE(registry_.RegisterSink("fake", [this](const ConnectorContext&) -> StatusOr<std::unique_ptr<Sink>> {
+      return std::unique_ptr<Sink>(new FakeSink(&state_));
+    }).ok());
+    auto j = Journal::Open(JournalOptions{config_.journal.path, false});
+    ASSERT_TRUE(j.ok());
+    journal_ = std::move(j.value());
+    pipeline_ = std::make_unique<Pipeline>(config_, journal_.get(), registry_);
+    ASSERT_TRUE(pipeline_->Build().ok());
+    ASSERT_TRUE(pipeline_->Start().ok());
+  }
+  void Emit(const std::string& unit, std::vector<std::string> ids) {
+    SourceBatch b;
+    b.unit = unit;
+    for (auto& id : ids) b.events.push_back(Ev(id));
+    std::lock_guard<std::mutex> l(state_.mu);
+    state_.to_emit.push_back(std::move(b));
+  }
+  size_t Delivered() {
+    std::lock_guard<std::mutex> l(state_.mu);
+    return state_.delivered.size();
+  }
+
+  gw::testing::TempDir dir_;
+  GatewayConfig config_;
+  Registry registry_;
+  FakeState state_;
+  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<Pipeline> pipeline_;
+};
+
+TEST_F(PipelineTest, TransientFailuresAreRetriedInOrder) {
+  state_.fail_times["b"] = 3;
+  Run();
+  Emit("f1", {"a", "b", "c"});
+  ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 3; }, std::chrono::seconds(10)));
+  pipeline_->Stop(std::chrono::seconds(1));
+  EXPECT_EQ(state_.delivered, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(state_.acked, std::vector<std::string>{"f1"});
+  std::vector<SinkQueueStats> stats;
+  ASSERT_TRUE(journal_->QueueStats(&stats).ok());
+  EXPECT_EQ(stats[0].pending, 0);
+  EXPECT_EQ(stats[0].delivered, 3);
+}
+
+TEST_F(PipelineTest, RefusedEventIsDeadLetteredAndTheRestGoOn) {
+  state_.refuse.insert("b");
+  Run();
+  Emit("f1", {"a", "b", "c"});
+  ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 2; }, std::chrono::seconds(10)));
+  pipeline_->Stop(std::chrono::seconds(1));
+  EXPECT_EQ(state_.delivered, (std::vector<std::string>{"a", "c"}));
+  std::vector<DeadLetter> dl;
+  ASSERT_TRUE(journal_->ListDeadLetters("out", &dl).ok());
+  ASSERT_EQ(dl.size(), 1u);
+  EXPECT_EQ(dl[0].event_id, "b");
+  EXPECT_EQ(dl[0].reason, "INVALID_ARGUMENT: refused b");
+  EXPECT_EQ(pipeline_->counters().dead_letters.load(), 1);
+}
+
+TEST_F(PipelineTest, MaxAttemptsTurnsEndlessFailureIntoADeadLetter) {
+  state_.fail_times["a"] = 1000;
+  Run("max_attempts", "3");
+  Emit("f1", {"a", "b"});
+  ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 1; }, std::chrono::seconds(10)));
+  pipeline_->Stop(std::chrono::seconds(1));
+  EXPECT_EQ(state_.delivered, std::vector<std::string>{"b"});
+  std::vector<DeadLetter> dl;
+  ASSERT_TRUE(journal_->ListDeadLetters("out", &dl).ok());
+  ASSERT_EQ(dl.size(), 1u);
+  EXPECT_EQ(dl[0].reason, "max_attempts (3) reached: UNAVAILABLE: try later");
+  EXPECT_EQ(dl[0].attempts, 3);
+}
+
+TEST_F(PipelineTest, RetriedDeadLetterIsDeliveredWhileRunning) {
+  state_.refuse.insert("a");
+  Run();
+  Emit("f1", {"a"});
+  std::vector<DeadLetter> dl;
+  ASSERT_TRUE(gw::testing::WaitFor([&] {
+    dl.clear();
+    return journal_->ListDeadLetters("out", &dl).ok() && dl.size() == 1;
+  }, std::chrono::seconds(10)));
+  {
+    std::lock_guard<std::mutex> l(state_.mu);
+    state_.refuse.clear();
+  }
+  ASSERT_TRUE(journal_->RetryDeadLetter("out", dl[0].seq).ok());
+  EXPECT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 1; }, std::chrono::seconds(15)));
+  pipeline_->Stop(std::chrono::seconds(1));
+}
+
+TEST_F(PipelineTest, DuplicateEventsFromASecondDropAreNotDeliveredAgain) {
+  Run();
+  Emit("f1", {"a", "b"});
+  ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 2; }, std::chrono::seconds(10)));
+  Emit("f1-again", {"a", "b", "c"});
+  ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 3; }, std::chrono::seconds(10)));
+  pipeline_->Stop(std::chrono::seconds(1));
+  EXPECT_EQ(state_.delivered, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(pipeline_->counters().events_duplicate.load(), 2);
+}
+
+TEST(RegistryTest, UnknownTypeListsTheKnownOnes) {
+  Registry r;
+  ASSERT_TRUE(r.RegisterSink("mqtt", [](const ConnectorContext&) -> StatusOr<std::unique_ptr<Sink>> {
+    return InvalidArgument("unused");
+  }).ok());
+  EXPECT_EQ(r.RegisterSink("mqtt", nullptr).code(), StatusCode::kAlreadyExists);
+  ConnectorConfig c;
+  c.name = "x";
+  c.type = "kafka";
+  c.section = ConfigSection("gw.ini", "sink.x", 4);
+  c.section.Add("type", "kafka", 5);
+  GatewayInfo info;
+  StderrLogger log("t");
+  auto s = r.CreateSink(c, info, log);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().message(), "gw.ini:5: [sink.x] type: no sink connector of type \"kafka\" (known: mqtt)");
+}
+
+TEST(BackoffTest, FullJitterStaysWithinTheCap) {
+  for (int attempt = 1; attempt < 40; ++attempt) {
+    auto d = JitteredBackoff(attempt, std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
+    EXPECT_GE(d.count(), 0);
+    EXPECT_LE(d.count(), std::min<int64_t>(5000, 100LL << std::min(attempt - 1, 30)));
+  }
+}
+
+}  // namespace
+}  // namespace gw
