@@ -38,7 +38,11 @@ free_port() {
 start_mosquitto() {
   local port=$1 dir=$2
   mkdir -p "$dir"
+  local user=""
+  # As root, Mosquitto would drop to its own user and lose access to this folder.
+  [ "$(id -u)" -eq 0 ] && user="user root"
   cat >"$dir/mosquitto.conf" <<CONF
+$user
 listener $port 127.0.0.1
 allow_anonymous true
 persistence false

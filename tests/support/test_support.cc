@@ -166,7 +166,9 @@ void Mosquitto::Start() {
   const char* bin = "/usr/sbin/mosquitto";
   if (::access(bin, X_OK) != 0) throw std::runtime_error("mosquitto is not installed (scripts/test installs it)");
   ::mkdir(dir_.c_str(), 0755);
-  WriteFile(dir_ + "/mosquitto.conf", "listener " + std::to_string(port_) +
+  // As root, Mosquitto would drop to its own user and lose access to this folder.
+  std::string user = ::geteuid() == 0 ? "user root\n" : "";
+  WriteFile(dir_ + "/mosquitto.conf", user + "listener " + std::to_string(port_) +
                                           " 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location " +
                                           dir_ + "/\nautosave_interval 1\nlog_dest file " + dir_ + "/mosquitto.log\n");
   process_.Start({bin, "-c", dir_ + "/mosquitto.conf"}, dir_ + "/stdout.log");
