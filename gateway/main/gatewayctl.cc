@@ -3,6 +3,7 @@
 // bad (invalid file, not found); 64 bad usage; 78 bad configuration; 74 journal error.
 #include <sysexits.h>
 
+#include <algorithm>
 #include <boost/program_options.hpp>
 #include <cstdio>
 #include <ctime>
@@ -29,6 +30,10 @@ constexpr const char* kUsage =
     "  dead-letters list [SINK]    events a sink refused for good, with the reason\n"
     "  dead-letters retry ID       queue a dead letter again (ID: seq or event id)\n"
     "  dead-letters drop ID        give up on a dead letter for good\n"
+    "  trace EVENT_ID              an event's life: accepted, routed, attempts, confirmed, dead-lettered\n"
+    "  replay --from T [--to T] [--type TYPE] --sink NAME\n"
+    "                              queue journalled events again for a sink (T: 2026-11-26,\n"
+    "                              2026-11-26T14:00:00Z or unix seconds; accepted-at time)\n"
     "  check-config                validate the configuration and every connector section\n"
     "  check-file FILE...          validate DTN files; exit 1 when any is invalid\n"
     "  convert FILE                print a DTN file's events as JSON Lines envelopes\n"
@@ -41,14 +46,25 @@ struct Ctx {
   std::string flow_dir;
 };
 
-std::string Iso(int64_t ms) {
-  if (ms <= 0) return "-";
-  std::time_t t = static_cast<std::time_t>(ms / 1000);
-  std::tm tm;
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+std::string Iso(int64_t ms) { return gw::FormatUnixMs(ms); }
+
+// Parses 2026-11-26, 2026-11-26T14:00:00Z (or +00:00) or unix seconds into unix ms.
+bool ParseTime(const std::string& s, int64_t* ms) {
+  if (!s.empty() && std::all_of(s.begin(), s.end(), ::isdigit)) {
+    *ms = std::stoll(s) * 1000;
+    return true;
+  }
+  std::tm tm{};
+  const char* end = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (end == nullptr) {
+    tm = std::tm{};
+    end = strptime(s.c_str(), "%Y-%m-%d", &tm);
+    if (end == nullptr || *end != '\0') return false;
+  } else if (*end != '\0' && std::string(end) != "Z" && std::string(end) != "+00:00") {
+    return false;
+  }
+  *ms = static_cast<int64_t>(timegm(&tm)) * 1000;
+  return true;
 }
 
 int Err(int code, const std::string& msg) {
@@ -60,7 +76,10 @@ int Err(int code, const std::string& msg) {
 gw::StatusOr<std::unique_ptr<gw::Journal>> OpenJournal(const Ctx& ctx, bool write) {
   auto cfg = gw::LoadConfig(ctx.config_path);
   if (!cfg.ok()) return cfg.status();
-  return gw::Journal::Open(gw::JournalOptions{cfg->journal.path, !write});
+  gw::JournalOptions o;
+  o.path = cfg->journal.path;
+  o.read_only = !write;
+  return gw::Journal::Open(o);
 }
 
 std::string FlowDir(const Ctx& ctx) {
@@ -168,6 +187,91 @@ int CmdDeadLetters(const Ctx& ctx, const std::vector<std::string>& args) {
     return 0;
   }
   return Err(EX_USAGE, "dead-letters: unknown action \"" + verb + "\" (list, retry, drop)");
+}
+
+int CmdTrace(const Ctx& ctx, const std::vector<std::string>& args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+    std::cout << "Usage: mhhs-gatewayctl trace EVENT_ID\n"
+                 "Shows when the event was accepted and from where, which sinks it was routed to, every\n"
+                 "failed attempt, when each sink confirmed it, and any dead letter, retry or replay.\n";
+    return args.empty() ? EX_USAGE : 0;
+  }
+  auto j = OpenJournal(ctx, false);
+  if (!j.ok()) return Err(EX_IOERR, j.status().message());
+  gw::EventTrace t;
+  gw::Status s = (*j)->Trace(args[0], &t);
+  if (s.code() == gw::StatusCode::kNotFound) return Err(1, s.message());
+  if (!s.ok()) return Err(EX_IOERR, s.message());
+  if (ctx.json) {
+    std::string out;
+    gw::JsonWriter w(&out);
+    w.BeginObject();
+    w.Key("seq"); w.Int(t.seq);
+    w.Key("event"); w.Raw(gw::ToEnvelopeJson(t.event));
+    w.Key("trace");
+    w.BeginArray();
+    for (const auto& e : t.entries) {
+      w.BeginObject();
+      w.Key("at"); w.String(Iso(e.at_ms));
+      w.Key("what"); w.String(e.what);
+      w.Key("sink"); w.StringOrNull(e.sink);
+      w.Key("detail"); w.String(e.detail);
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+    std::cout << out << "\n";
+    return 0;
+  }
+  const gw::Event& e = t.event;
+  std::cout << "event " << e.id << " (seq " << t.seq << "): " << e.type << " from " << e.sender.mpid << " ("
+            << e.sender.role << ")";
+  for (const auto& r : e.recipients) std::cout << " to " << r.mpid << " (" << r.role << ")";
+  std::cout << ", created " << e.created_at << "\n";
+  for (const auto& x : t.entries) {
+    std::printf("  %-24s  %-15s %-14s %s\n", Iso(x.at_ms).c_str(), x.what.c_str(), x.sink.c_str(), x.detail.c_str());
+  }
+  return 0;
+}
+
+int CmdReplay(const Ctx& ctx, const std::vector<std::string>& args) {
+  gw::ReplayFilter f;
+  bool have_from = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << "Usage: mhhs-gatewayctl replay --from T [--to T] [--type TYPE] --sink NAME\n"
+                   "Queues again, for sink NAME, every journalled event accepted in [from, to) (of TYPE).\n"
+                   "Events still pending stay as they are; delivered, dead-lettered and dropped ones are queued.\n"
+                   "T: 2026-11-26, 2026-11-26T14:00:00Z or unix seconds (UTC).\n";
+      return 0;
+    }
+    if (i + 1 >= args.size()) return Err(EX_USAGE, "replay: " + a + " needs a value (see replay --help)");
+    const std::string& v = args[++i];
+    if (a == "--from") {
+      if (!ParseTime(v, &f.from_ms)) return Err(EX_USAGE, "replay --from: cannot read time \"" + v + "\"");
+      have_from = true;
+    } else if (a == "--to") {
+      if (!ParseTime(v, &f.to_ms)) return Err(EX_USAGE, "replay --to: cannot read time \"" + v + "\"");
+    } else if (a == "--type") {
+      f.type = v;
+    } else if (a == "--sink") {
+      f.sink = v;
+    } else {
+      return Err(EX_USAGE, "replay: unknown option " + a);
+    }
+  }
+  if (!have_from || f.sink.empty()) return Err(EX_USAGE, "replay needs --from and --sink (see replay --help)");
+  auto cfg = gw::LoadConfig(ctx.config_path);
+  if (!cfg.ok()) return Err(EX_CONFIG, cfg.status().message());
+  bool known = std::any_of(cfg->sinks.begin(), cfg->sinks.end(), [&](const gw::ConnectorConfig& c) { return c.name == f.sink; });
+  if (!known) return Err(EX_USAGE, "replay --sink: no [sink." + f.sink + "] in " + ctx.config_path);
+  auto j = OpenJournal(ctx, true);
+  if (!j.ok()) return Err(EX_IOERR, j.status().message());
+  auto n = (*j)->Replay(f);
+  if (!n.ok()) return Err(EX_IOERR, n.status().message());
+  std::cout << "queued " << *n << " event(s) again for sink " << f.sink << "\n";
+  return 0;
 }
 
 int CmdCheckConfig(const Ctx& ctx) {
@@ -287,6 +391,8 @@ int main(int argc, char** argv) {
     if (help) { std::cout << "Usage: mhhs-gatewayctl --config FILE check-config\n"; return 0; }
     return CmdCheckConfig(ctx);
   }
+  if (cmd == "trace") return CmdTrace(ctx, args);
+  if (cmd == "replay") return CmdReplay(ctx, args);
   if (cmd == "check-file") return CmdCheckFiles(ctx, args, false);
   if (cmd == "convert") return CmdCheckFiles(ctx, args, true);
   return Err(EX_USAGE, "unknown command \"" + cmd + "\" (see --help)");

@@ -88,7 +88,12 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ::signal(SIGPIPE, SIG_IGN);
 
-  auto journal = gw::Journal::Open(gw::JournalOptions{config->journal.path, false});
+  gw::JournalOptions jopts;
+  jopts.path = config->journal.path;
+  jopts.max_bytes = config->journal.max_bytes;
+  jopts.high_water_pct = config->journal.high_water_pct;
+  jopts.low_water_pct = config->journal.low_water_pct;
+  auto journal = gw::Journal::Open(jopts);
   if (!journal.ok()) return Fail(log, EX_IOERR, journal.status().message());
 
   gw::Pipeline pipeline(*config, journal->get(), registry);

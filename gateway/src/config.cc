@@ -101,6 +101,22 @@ std::vector<std::string> GatewayConfig::SinksFor(const std::string& source) cons
   return out;
 }
 
+std::vector<DeliveryTarget> GatewayConfig::TargetsFor(const std::string& source) const {
+  std::vector<DeliveryTarget> out;
+  for (const std::string& sink : SinksFor(source)) {
+    DeliveryTarget t{sink, -1};
+    for (const RouteConfig& r : routes) {
+      if (std::find(r.from.begin(), r.from.end(), source) == r.from.end()) continue;
+      if (std::find(r.to.begin(), r.to.end(), sink) == r.to.end()) continue;
+      if (r.expiry_s == 0) t.expiry_s = 0;
+      else if (t.expiry_s == -1 || (t.expiry_s > 0 && r.expiry_s < t.expiry_s)) t.expiry_s = r.expiry_s;
+    }
+    if (t.expiry_s < 0) t.expiry_s = 0;
+    out.push_back(t);
+  }
+  return out;
+}
+
 StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& file) {
   auto parsed = ParseIni(text, file);
   if (!parsed.ok()) return parsed.status();
@@ -141,6 +157,22 @@ StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& 
       auto path = sec.GetRequired("path");
       if (!path.ok()) return path.status();
       cfg.journal.path = *path;
+      auto max_bytes = sec.GetInt("max_bytes", 0, 0, int64_t{1} << 50);
+      if (!max_bytes.ok()) return max_bytes.status();
+      auto high = sec.GetInt("high_water_pct", 90, 2, 100);
+      if (!high.ok()) return high.status();
+      auto low = sec.GetInt("low_water_pct", 80, 1, 99);
+      if (!low.ok()) return low.status();
+      if (*low >= *high) return sec.Error("low_water_pct", "must be below high_water_pct");
+      auto retention = sec.GetInt("retention_days", 28, 0, 3650);
+      if (!retention.ok()) return retention.status();
+      auto prune = sec.GetInt("prune_interval_s", 300, 1, 86400);
+      if (!prune.ok()) return prune.status();
+      cfg.journal.max_bytes = *max_bytes;
+      cfg.journal.high_water_pct = static_cast<int>(*high);
+      cfg.journal.low_water_pct = static_cast<int>(*low);
+      cfg.journal.retention_days = static_cast<int>(*retention);
+      cfg.journal.prune_interval_s = static_cast<int>(*prune);
       GW_RETURN_IF_ERROR(sec.CheckAllUsed());
     } else if (name.rfind("source.", 0) == 0 || name.rfind("sink.", 0) == 0) {
       bool is_source = name[1] == 'o';
@@ -161,6 +193,9 @@ StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& 
       if (!to.ok()) return to.status();
       r.from = SplitList(*from);
       r.to = SplitList(*to);
+      auto expiry = sec.GetInt("expiry_s", 0, 0, int64_t{10} * 365 * 86400);
+      if (!expiry.ok()) return expiry.status();
+      r.expiry_s = *expiry;
       GW_RETURN_IF_ERROR(sec.CheckAllUsed());
       cfg.routes.push_back(std::move(r));
     } else {

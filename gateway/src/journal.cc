@@ -1,6 +1,8 @@
 #include "gw/journal.h"
 
 #include <chrono>
+#include <cstdio>
+#include <ctime>
 #include <sstream>
 
 namespace gw {
@@ -30,13 +32,14 @@ CREATE TABLE IF NOT EXISTS sinks(
 );
 -- state: 0 pending, 1 delivered, 2 dead letter, 3 dropped by an operator
 CREATE TABLE IF NOT EXISTS deliveries(
-  sink_id    INTEGER NOT NULL,
   seq        INTEGER NOT NULL,
+  sink_id    INTEGER NOT NULL,
   state      INTEGER NOT NULL DEFAULT 0,
   attempts   INTEGER NOT NULL DEFAULT 0,
   updated_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL DEFAULT 0,
   last_error TEXT,
-  PRIMARY KEY(sink_id, seq)
+  PRIMARY KEY(seq, sink_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(sink_id, seq) WHERE state = 0;
 CREATE TABLE IF NOT EXISTS checkpoints(
@@ -44,6 +47,17 @@ CREATE TABLE IF NOT EXISTS checkpoints(
   value      TEXT NOT NULL,
   updated_at INTEGER NOT NULL
 );
+-- What happened to an event besides being accepted and confirmed (those are in the rows
+-- above): failed attempts, dead letters, operator actions, replays, expiry.
+CREATE TABLE IF NOT EXISTS event_log(
+  id      INTEGER PRIMARY KEY,
+  seq     INTEGER NOT NULL,
+  sink_id INTEGER,
+  at      INTEGER NOT NULL,
+  what    TEXT NOT NULL,
+  detail  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS event_log_seq ON event_log(seq);
 )sql";
 
 // Recipients are stored compactly as "role:mpid:dip_id" joined by ','. None of the three
@@ -76,6 +90,17 @@ std::vector<Party> DecodeRecipients(const std::string& s) {
 
 }  // namespace
 
+std::string FormatUnixMs(int64_t ms) {
+  if (ms <= 0) return "-";
+  std::time_t t = static_cast<std::time_t>(ms / 1000);
+  std::tm tm;
+  gmtime_r(&t, &tm);
+  char buf[40];
+  size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms % 1000));
+  return buf;
+}
+
 int64_t NowUnixMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -105,6 +130,10 @@ Status Journal::Init() {
     return Status::Ok();
   }
   Db& w = **db;
+  // A new journal gives freed pages back to the file system after pruning.
+  auto tables = w.QueryInt("SELECT count(*) FROM sqlite_master");
+  if (!tables.ok()) return tables.status().Annotate(options_.path);
+  if (*tables == 0) GW_RETURN_IF_ERROR(w.Exec("PRAGMA auto_vacuum=INCREMENTAL"));
   auto mode = w.Prepare("PRAGMA journal_mode=WAL");
   if (!mode.ok()) return mode.status();
   auto row = (*mode)->Step();
@@ -112,6 +141,7 @@ Status Journal::Init() {
   if (!*row || (*mode)->Text(0) != "wal") return FailedPrecondition(options_.path + ": cannot switch the journal to WAL mode");
   (*mode)->Reset();
   GW_RETURN_IF_ERROR(w.Exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=4000;"));
+
   auto check = w.Prepare("PRAGMA quick_check");
   if (!check.ok()) return check.status();
   auto crow = (*check)->Step();
@@ -121,6 +151,7 @@ Status Journal::Init() {
   }
   (*check)->Reset();
   GW_RETURN_IF_ERROR(Migrate(w));
+  UpdateUsage(w);
   writer_db_ = std::move(db.value());
   writer_ = std::thread([this] { WriterLoop(); });
   return Status::Ok();
@@ -208,6 +239,7 @@ void Journal::WriterLoop() {
         any_append = false;
       }
     }
+    UpdateUsage(db);
     {
       std::lock_guard<std::mutex> lock(queue_mu_);
       last_commit_ = commit;
@@ -225,41 +257,78 @@ void Journal::WriterLoop() {
   }
 }
 
+void Journal::UpdateUsage(Db& db) {
+  auto pages = db.QueryInt("PRAGMA page_count");
+  auto free_pages = db.QueryInt("PRAGMA freelist_count");
+  auto page_size = db.QueryInt("PRAGMA page_size");
+  if (!pages.ok() || !free_pages.ok() || !page_size.ok()) return;
+  int64_t used = (*pages - *free_pages) * *page_size;
+  used_bytes_.store(used);
+  if (options_.max_bytes <= 0) return;
+  if (used >= options_.max_bytes * options_.high_water_pct / 100) paused_.store(true);
+  else if (used < options_.max_bytes * options_.low_water_pct / 100) paused_.store(false);
+}
+
+bool Journal::ShouldPause(std::string* reason) const {
+  if (!paused_.load()) return false;
+  if (reason) {
+    *reason = "journal holds " + std::to_string(used_bytes_.load()) + " bytes, above the high water mark (" +
+              std::to_string(options_.high_water_pct) + "% of max_bytes " + std::to_string(options_.max_bytes) +
+              "); sources resume below " + std::to_string(options_.low_water_pct) + "%";
+  }
+  return true;
+}
+
 StatusOr<int64_t> Journal::SinkId(Db& db, const std::string& sink) {
-  auto ins = db.Prepare("INSERT OR IGNORE INTO sinks(name) VALUES(?)");
-  if (!ins.ok()) return ins.status();
-  GW_RETURN_IF_ERROR((*ins)->Bind(1, sink).Run());
   auto sel = db.Prepare("SELECT id FROM sinks WHERE name=?");
   if (!sel.ok()) return sel.status();
   auto row = (*sel)->Bind(1, sink).Step();
   if (!row.ok()) return row.status();
-  if (!*row) return Internal("sink id missing for " + sink);
-  int64_t id = (*sel)->Int(0);
+  if (*row) {
+    int64_t id = (*sel)->Int(0);
+    (*sel)->Reset();
+    return id;
+  }
   (*sel)->Reset();
-  return id;
+  auto ins = db.Prepare("INSERT INTO sinks(name) VALUES(?)");
+  if (!ins.ok()) return ins.status();
+  GW_RETURN_IF_ERROR((*ins)->Bind(1, sink).Run());
+  return sqlite3_last_insert_rowid(db.raw());
 }
 
+namespace {
+
+Status LogEvent(Db& db, int64_t seq, int64_t sink_id, int64_t at, const char* what, const std::string& detail) {
+  auto st = db.Prepare("INSERT INTO event_log(seq,sink_id,at,what,detail) VALUES(?,?,?,?,?)");
+  if (!st.ok()) return st.status();
+  (*st)->Bind(1, seq);
+  if (sink_id > 0) (*st)->Bind(2, sink_id); else (*st)->BindNull(2);
+  return (*st)->Bind(3, at).Bind(4, std::string_view(what)).Bind(5, detail).Run();
+}
+
+}  // namespace
+
 Status Journal::Append(const std::string& source, const std::vector<Event>& events,
-                       const std::vector<std::string>& sinks, const std::string& checkpoint,
+                       const std::vector<DeliveryTarget>& targets, const std::string& checkpoint,
                        AppendResult* result) {
   AppendResult local;
   Status s = Write(
       [&](Db& db) -> Status {
         local = AppendResult();
-        std::vector<int64_t> sink_ids;
-        for (const std::string& name : sinks) {
-          auto id = SinkId(db, name);
+        int64_t now = NowUnixMs();
+        std::vector<std::pair<int64_t, int64_t>> sinks;  // id, expires_at
+        for (const DeliveryTarget& t : targets) {
+          auto id = SinkId(db, t.sink);
           if (!id.ok()) return id.status();
-          sink_ids.push_back(*id);
+          sinks.emplace_back(*id, t.expiry_s > 0 ? now + t.expiry_s * 1000 : 0);
         }
         auto ins = db.Prepare(
             "INSERT OR IGNORE INTO events(id,type,event_code,sender_mpid,sender_role,sender_dip_id,"
             "recipients,created_at,correlation_id,payload,signature,source,origin,accepted_at) "
             "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
         if (!ins.ok()) return ins.status();
-        auto del = db.Prepare("INSERT INTO deliveries(sink_id,seq,updated_at) VALUES(?,?,?)");
+        auto del = db.Prepare("INSERT INTO deliveries(seq,sink_id,updated_at,expires_at) VALUES(?,?,?,?)");
         if (!del.ok()) return del.status();
-        int64_t now = NowUnixMs();
         for (const Event& e : events) {
           Stmt& st = **ins;
           st.Reset()
@@ -275,8 +344,8 @@ Status Journal::Append(const std::string& source, const std::vector<Event>& even
           }
           ++local.appended;
           int64_t seq = sqlite3_last_insert_rowid(db.raw());
-          for (int64_t sid : sink_ids) {
-            GW_RETURN_IF_ERROR((*del)->Reset().Bind(1, sid).Bind(2, seq).Bind(3, now).Run());
+          for (const auto& [sid, expires] : sinks) {
+            GW_RETURN_IF_ERROR((*del)->Reset().Bind(1, seq).Bind(2, sid).Bind(3, now).Bind(4, expires).Run());
           }
         }
         if (!checkpoint.empty()) {
@@ -291,51 +360,38 @@ Status Journal::Append(const std::string& source, const std::vector<Event>& even
   return s;
 }
 
-void Journal::MarkDelivered(const std::string& sink, std::vector<int64_t> seqs) {
-  if (seqs.empty()) return;
-  (void)Write(
-      [this, sink, seqs = std::move(seqs)](Db& db) -> Status {
+Status Journal::RecordOutcomes(const std::string& sink, const DeliveryOutcomes& o) {
+  if (o.delivered.empty() && o.dead.empty() && o.failed_seq == 0) return Status::Ok();
+  return Write(
+      [&](Db& db) -> Status {
         auto id = SinkId(db, sink);
         if (!id.ok()) return id.status();
-        auto st = db.Prepare("UPDATE deliveries SET state=1, attempts=attempts+1, updated_at=?, last_error=NULL "
-                             "WHERE sink_id=? AND seq=? AND state=0");
-        if (!st.ok()) return st.status();
         int64_t now = NowUnixMs();
-        for (int64_t seq : seqs) GW_RETURN_IF_ERROR((*st)->Reset().Bind(1, now).Bind(2, *id).Bind(3, seq).Run());
-        return Status::Ok();
-      },
-      false, false);
-}
-
-void Journal::MarkAttempted(const std::string& sink, std::vector<int64_t> seqs, const std::string& error) {
-  if (seqs.empty()) return;
-  (void)Write(
-      [this, sink, error, seqs = std::move(seqs)](Db& db) -> Status {
-        auto id = SinkId(db, sink);
-        if (!id.ok()) return id.status();
-        auto st = db.Prepare("UPDATE deliveries SET attempts=attempts+1, updated_at=?, last_error=? "
-                             "WHERE sink_id=? AND seq=? AND state=0");
-        if (!st.ok()) return st.status();
-        int64_t now = NowUnixMs();
-        for (int64_t seq : seqs) {
-          GW_RETURN_IF_ERROR((*st)->Reset().Bind(1, now).Bind(2, error).Bind(3, *id).Bind(4, seq).Run());
+        if (!o.delivered.empty()) {
+          auto st = db.Prepare("UPDATE deliveries SET state=1, attempts=attempts+1, updated_at=? "
+                               "WHERE seq=? AND sink_id=? AND state=0");
+          if (!st.ok()) return st.status();
+          for (int64_t seq : o.delivered) GW_RETURN_IF_ERROR((*st)->Reset().Bind(1, now).Bind(2, seq).Bind(3, *id).Run());
+        }
+        if (!o.dead.empty()) {
+          auto st = db.Prepare("UPDATE deliveries SET state=2, attempts=attempts+1, updated_at=?, last_error=? "
+                               "WHERE seq=? AND sink_id=? AND state=0");
+          if (!st.ok()) return st.status();
+          for (const auto& [seq, reason] : o.dead) {
+            GW_RETURN_IF_ERROR((*st)->Reset().Bind(1, now).Bind(2, reason).Bind(3, seq).Bind(4, *id).Run());
+            GW_RETURN_IF_ERROR(LogEvent(db, seq, *id, now, "dead-lettered", reason));
+          }
+        }
+        if (o.failed_seq != 0) {
+          auto st = db.Prepare("UPDATE deliveries SET attempts=attempts+1, updated_at=?, last_error=? "
+                               "WHERE seq=? AND sink_id=? AND state=0");
+          if (!st.ok()) return st.status();
+          GW_RETURN_IF_ERROR((*st)->Bind(1, now).Bind(2, o.failed_error).Bind(3, o.failed_seq).Bind(4, *id).Run());
+          GW_RETURN_IF_ERROR(LogEvent(db, o.failed_seq, *id, now, "attempt-failed", o.failed_error));
         }
         return Status::Ok();
       },
-      false, false);
-}
-
-void Journal::MarkDead(const std::string& sink, int64_t seq, const std::string& reason) {
-  (void)Write(
-      [this, sink, seq, reason](Db& db) -> Status {
-        auto id = SinkId(db, sink);
-        if (!id.ok()) return id.status();
-        auto st = db.Prepare("UPDATE deliveries SET state=2, attempts=attempts+1, updated_at=?, last_error=? "
-                             "WHERE sink_id=? AND seq=? AND state=0");
-        if (!st.ok()) return st.status();
-        return (*st)->Bind(1, NowUnixMs()).Bind(2, reason).Bind(3, *id).Bind(4, seq).Run();
-      },
-      false, false);
+      false, true);
 }
 
 Status Journal::Flush() {
@@ -373,23 +429,21 @@ void Journal::ReturnReader(std::unique_ptr<Db> db) {
   readers_.push_back(std::move(db));
 }
 
-// Borrows a read connection for the scope; returns it to the pool unless it failed.
+// Borrows a read connection for the scope and returns it to the pool.
 class Journal::Reader {
  public:
   explicit Reader(Journal* j) : j_(j) {
     auto db = j_->TakeReader();
     if (db.ok()) db_ = std::move(db.value()); else status_ = db.status();
   }
-  ~Reader() { if (db_ && keep_) j_->ReturnReader(std::move(db_)); }
+  ~Reader() { if (db_) j_->ReturnReader(std::move(db_)); }
   const Status& status() const { return status_; }
   Db& db() { return *db_; }
-  void Discard() { keep_ = false; }
 
  private:
   Journal* j_;
   std::unique_ptr<Db> db_;
   Status status_;
-  bool keep_ = true;
 };
 
 StatusOr<std::string> Journal::GetCheckpoint(const std::string& source) {
@@ -404,19 +458,40 @@ StatusOr<std::string> Journal::GetCheckpoint(const std::string& source) {
   return v;
 }
 
-Status Journal::FetchPending(const std::string& sink, int64_t after_seq, int limit,
-                             std::vector<PendingDelivery>* out) {
+namespace {
+
+constexpr const char* kEventColumns =
+    "e.id, e.type, e.event_code, e.sender_mpid, e.sender_role, e.sender_dip_id,"
+    " e.recipients, e.created_at, e.correlation_id, e.payload, e.signature, e.origin";
+
+// Reads kEventColumns starting at column `c`.
+void ReadEvent(const Stmt& s, int c, Event* e) {
+  e->id = s.Text(c);
+  e->type = s.Text(c + 1);
+  e->event_code = s.Text(c + 2);
+  e->sender.mpid = s.Text(c + 3);
+  e->sender.role = s.Text(c + 4);
+  e->sender.dip_id = s.Text(c + 5);
+  e->recipients = DecodeRecipients(s.Text(c + 6));
+  e->created_at = s.Text(c + 7);
+  e->correlation_id = s.Text(c + 8);
+  e->payload = s.Text(c + 9);
+  e->signature = s.Text(c + 10);
+  e->origin = s.Text(c + 11);
+}
+
+}  // namespace
+
+Status Journal::FetchPending(const std::string& sink, int limit, std::vector<PendingDelivery>* out) {
   Reader r(this);
   GW_RETURN_IF_ERROR(r.status());
-  auto st = r.db().Prepare(
-      "SELECT d.seq, d.attempts, e.id, e.type, e.event_code, e.sender_mpid, e.sender_role, e.sender_dip_id,"
-      " e.recipients, e.created_at, e.correlation_id, e.payload, e.signature, e.origin"
-      " FROM deliveries d JOIN events e ON e.seq = d.seq"
-      " WHERE d.sink_id = (SELECT id FROM sinks WHERE name=?) AND d.state = 0 AND d.seq > ?"
-      " ORDER BY d.seq LIMIT ?");
+  auto st = r.db().Prepare(std::string("SELECT d.seq, d.attempts, d.expires_at, ") + kEventColumns +
+                           " FROM deliveries d JOIN events e ON e.seq = d.seq"
+                           " WHERE d.sink_id = (SELECT id FROM sinks WHERE name=?) AND d.state = 0"
+                           " ORDER BY d.seq LIMIT ?");
   if (!st.ok()) return st.status();
   Stmt& s = **st;
-  s.Bind(1, sink).Bind(2, after_seq).Bind(3, static_cast<int64_t>(limit));
+  s.Bind(1, sink).Bind(2, static_cast<int64_t>(limit));
   for (;;) {
     auto row = s.Step();
     if (!row.ok()) return row.status();
@@ -424,19 +499,8 @@ Status Journal::FetchPending(const std::string& sink, int64_t after_seq, int lim
     PendingDelivery d;
     d.seq = s.Int(0);
     d.attempts = static_cast<int>(s.Int(1));
-    Event& e = d.event;
-    e.id = s.Text(2);
-    e.type = s.Text(3);
-    e.event_code = s.Text(4);
-    e.sender.mpid = s.Text(5);
-    e.sender.role = s.Text(6);
-    e.sender.dip_id = s.Text(7);
-    e.recipients = DecodeRecipients(s.Text(8));
-    e.created_at = s.Text(9);
-    e.correlation_id = s.Text(10);
-    e.payload = s.Text(11);
-    e.signature = s.Text(12);
-    e.origin = s.Text(13);
+    d.expires_at_ms = s.Int(2);
+    ReadEvent(s, 3, &d.event);
     out->push_back(std::move(d));
   }
   s.Reset();
@@ -499,24 +563,191 @@ Status Journal::ListDeadLetters(const std::string& sink, std::vector<DeadLetter>
 }
 
 namespace {
-Status ChangeDeadLetter(Db& db, const std::string& sink, int64_t seq, int new_state) {
-  auto st = db.Prepare(
-      "UPDATE deliveries SET state=?, updated_at=?, attempts=CASE WHEN ?=0 THEN 0 ELSE attempts END"
-      " WHERE state=2 AND seq=? AND (?='' OR sink_id=(SELECT id FROM sinks WHERE name=?))");
-  if (!st.ok()) return st.status();
-  GW_RETURN_IF_ERROR((*st)->Bind(1, new_state).Bind(2, NowUnixMs()).Bind(3, new_state).Bind(4, seq)
-                         .Bind(5, sink).Bind(6, sink).Run());
-  if (db.Changes() == 0) return NotFound("no dead letter with seq " + std::to_string(seq) + (sink.empty() ? "" : " for sink " + sink));
+Status ChangeDeadLetter(Db& db, const std::string& sink, int64_t seq, DeliveryState to) {
+  auto sel = db.Prepare("SELECT d.sink_id FROM deliveries d JOIN sinks s ON s.id=d.sink_id"
+                        " WHERE d.seq=? AND d.state=2 AND (?='' OR s.name=?)");
+  if (!sel.ok()) return sel.status();
+  (*sel)->Bind(1, seq).Bind(2, sink).Bind(3, sink);
+  std::vector<int64_t> ids;
+  for (;;) {
+    auto row = (*sel)->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    ids.push_back((*sel)->Int(0));
+  }
+  (*sel)->Reset();
+  if (ids.empty()) return NotFound("no dead letter with seq " + std::to_string(seq) + (sink.empty() ? "" : " for sink " + sink));
+  auto upd = db.Prepare("UPDATE deliveries SET state=?, updated_at=?, attempts=CASE WHEN ?=0 THEN 0 ELSE attempts END"
+                        " WHERE seq=? AND sink_id=?");
+  if (!upd.ok()) return upd.status();
+  int64_t now = NowUnixMs();
+  int state = static_cast<int>(to);
+  for (int64_t id : ids) {
+    GW_RETURN_IF_ERROR((*upd)->Reset().Bind(1, state).Bind(2, now).Bind(3, state).Bind(4, seq).Bind(5, id).Run());
+    GW_RETURN_IF_ERROR(LogEvent(db, seq, id, now, to == DeliveryState::kPending ? "retried" : "dropped", "by an operator"));
+  }
   return Status::Ok();
 }
 }  // namespace
 
 Status Journal::RetryDeadLetter(const std::string& sink, int64_t seq) {
-  return Write([&](Db& db) { return ChangeDeadLetter(db, sink, seq, 0); }, true, true);
+  return Write([&](Db& db) { return ChangeDeadLetter(db, sink, seq, DeliveryState::kPending); }, true, true);
 }
 
 Status Journal::DropDeadLetter(const std::string& sink, int64_t seq) {
-  return Write([&](Db& db) { return ChangeDeadLetter(db, sink, seq, 3); }, false, true);
+  return Write([&](Db& db) { return ChangeDeadLetter(db, sink, seq, DeliveryState::kDropped); }, false, true);
+}
+
+StatusOr<int64_t> Journal::Replay(const ReplayFilter& f) {
+  if (f.sink.empty()) return InvalidArgument("replay needs a sink");
+  int64_t count = 0;
+  Status s = Write(
+      [&](Db& db) -> Status {
+        count = 0;
+        auto id = SinkId(db, f.sink);
+        if (!id.ok()) return id.status();
+        auto sel = db.Prepare("SELECT seq FROM events WHERE accepted_at >= ? AND (?=0 OR accepted_at < ?)"
+                              " AND (?='' OR type=?) ORDER BY seq");
+        if (!sel.ok()) return sel.status();
+        (*sel)->Bind(1, f.from_ms).Bind(2, f.to_ms).Bind(3, f.to_ms).Bind(4, f.type).Bind(5, f.type);
+        std::vector<int64_t> seqs;
+        for (;;) {
+          auto row = (*sel)->Step();
+          if (!row.ok()) return row.status();
+          if (!*row) break;
+          seqs.push_back((*sel)->Int(0));
+        }
+        (*sel)->Reset();
+        auto up = db.Prepare(
+            "INSERT INTO deliveries(seq,sink_id,state,attempts,updated_at,expires_at) VALUES(?,?,0,0,?,0)"
+            " ON CONFLICT(seq,sink_id) DO UPDATE SET state=0, attempts=0, updated_at=excluded.updated_at,"
+            " expires_at=0, last_error=NULL WHERE state<>0");
+        if (!up.ok()) return up.status();
+        int64_t now = NowUnixMs();
+        for (int64_t seq : seqs) {
+          GW_RETURN_IF_ERROR((*up)->Reset().Bind(1, seq).Bind(2, *id).Bind(3, now).Run());
+          if (db.Changes() == 0) continue;  // already pending
+          ++count;
+          GW_RETURN_IF_ERROR(LogEvent(db, seq, *id, now, "replayed", "queued again by an operator"));
+        }
+        return Status::Ok();
+      },
+      true, true);
+  if (!s.ok()) return s;
+  return count;
+}
+
+Status Journal::Prune(std::chrono::seconds retention, PruneResult* result) {
+  PruneResult local;
+  int64_t cutoff = NowUnixMs() - static_cast<int64_t>(retention.count()) * 1000;
+  // In chunks, so the writer is never held for long.
+  for (int round = 0; round < 1000; ++round) {
+    bool over_quota = options_.max_bytes > 0 &&
+                      used_bytes_.load() >= options_.max_bytes * options_.low_water_pct / 100;
+    int64_t removed = 0, early = 0;
+    Status s = Write(
+        [&](Db& db) -> Status {
+          removed = early = 0;
+          // Finished: no delivery pending or dead-lettered (both are undelivered).
+          auto sel = db.Prepare(
+              "SELECT e.seq, e.accepted_at FROM events e WHERE (e.accepted_at < ? OR ?)"
+              " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.seq=e.seq AND d.state IN (0,2))"
+              " ORDER BY e.seq LIMIT 2000");
+          if (!sel.ok()) return sel.status();
+          (*sel)->Bind(1, cutoff).Bind(2, static_cast<int64_t>(over_quota));
+          std::vector<std::pair<int64_t, int64_t>> rows;
+          for (;;) {
+            auto row = (*sel)->Step();
+            if (!row.ok()) return row.status();
+            if (!*row) break;
+            rows.emplace_back((*sel)->Int(0), (*sel)->Int(1));
+          }
+          (*sel)->Reset();
+          auto d1 = db.Prepare("DELETE FROM deliveries WHERE seq=?");
+          auto d2 = db.Prepare("DELETE FROM event_log WHERE seq=?");
+          auto d3 = db.Prepare("DELETE FROM events WHERE seq=?");
+          if (!d1.ok()) return d1.status();
+          if (!d2.ok()) return d2.status();
+          if (!d3.ok()) return d3.status();
+          for (const auto& [seq, accepted] : rows) {
+            GW_RETURN_IF_ERROR((*d1)->Reset().Bind(1, seq).Run());
+            GW_RETURN_IF_ERROR((*d2)->Reset().Bind(1, seq).Run());
+            GW_RETURN_IF_ERROR((*d3)->Reset().Bind(1, seq).Run());
+            ++removed;
+            if (accepted >= cutoff) ++early;
+          }
+          if (removed > 0) GW_RETURN_IF_ERROR(db.Exec("PRAGMA incremental_vacuum(4096)"));
+          return Status::Ok();
+        },
+        false, true);
+    if (!s.ok()) return s;
+    local.events_removed += removed;
+    local.early += early;
+    if (removed < 2000) break;
+  }
+  if (result) *result = local;
+  return Status::Ok();
+}
+
+Status Journal::Trace(const std::string& event_id, EventTrace* out) {
+  Reader r(this);
+  GW_RETURN_IF_ERROR(r.status());
+  Db& db = r.db();
+  auto ev = db.Prepare(std::string("SELECT e.seq, e.source, e.accepted_at, ") + kEventColumns +
+                       " FROM events e WHERE e.id=?");
+  if (!ev.ok()) return ev.status();
+  auto row = (*ev)->Bind(1, event_id).Step();
+  if (!row.ok()) return row.status();
+  if (!*row) {
+    (*ev)->Reset();
+    return NotFound("no event with id " + event_id + " in the journal (never accepted, or pruned after retention)");
+  }
+  out->seq = (*ev)->Int(0);
+  out->source = (*ev)->Text(1);
+  int64_t accepted = (*ev)->Int(2);
+  ReadEvent(**ev, 3, &out->event);
+  (*ev)->Reset();
+  out->entries.clear();
+  out->entries.push_back(TraceEntry{accepted, "accepted", "", "from source " + out->source + ", " + out->event.origin});
+
+  auto dl = db.Prepare("SELECT s.name, d.state, d.attempts, d.updated_at, d.expires_at, coalesce(d.last_error,'')"
+                       " FROM deliveries d JOIN sinks s ON s.id=d.sink_id WHERE d.seq=? ORDER BY s.name");
+  if (!dl.ok()) return dl.status();
+  (*dl)->Bind(1, out->seq);
+  // Final states go after the log entries, so that equal timestamps keep causal order.
+  std::vector<TraceEntry> finals;
+  for (;;) {
+    auto r2 = (*dl)->Step();
+    if (!r2.ok()) return r2.status();
+    if (!*r2) break;
+    std::string sink = (*dl)->Text(0);
+    int state = static_cast<int>((*dl)->Int(1));
+    int attempts = static_cast<int>((*dl)->Int(2));
+    int64_t at = (*dl)->Int(3);
+    int64_t expires = (*dl)->Int(4);
+    out->entries.push_back(TraceEntry{accepted, "routed", sink, expires ? "expires at " + FormatUnixMs(expires) : ""});
+    if (state == static_cast<int>(DeliveryState::kDelivered)) {
+      finals.push_back(TraceEntry{at, "delivered", sink, "confirmed by the far side after " + std::to_string(attempts) + " attempt(s)"});
+    } else if (state == static_cast<int>(DeliveryState::kPending)) {
+      finals.push_back(TraceEntry{at, "pending", sink, attempts ? std::to_string(attempts) + " failed attempt(s) so far" : "not yet attempted"});
+    }
+  }
+  (*dl)->Reset();
+  auto lg = db.Prepare("SELECT l.at, l.what, coalesce(s.name,''), l.detail FROM event_log l"
+                       " LEFT JOIN sinks s ON s.id=l.sink_id WHERE l.seq=? ORDER BY l.id");
+  if (!lg.ok()) return lg.status();
+  (*lg)->Bind(1, out->seq);
+  for (;;) {
+    auto r3 = (*lg)->Step();
+    if (!r3.ok()) return r3.status();
+    if (!*r3) break;
+    out->entries.push_back(TraceEntry{(*lg)->Int(0), (*lg)->Text(1), (*lg)->Text(2), (*lg)->Text(3)});
+  }
+  (*lg)->Reset();
+  out->entries.insert(out->entries.end(), finals.begin(), finals.end());
+  std::stable_sort(out->entries.begin(), out->entries.end(),
+                   [](const TraceEntry& a, const TraceEntry& b) { return a.at_ms < b.at_ms; });
+  return Status::Ok();
 }
 
 StatusOr<int64_t> Journal::CountEvents() {

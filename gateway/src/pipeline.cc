@@ -99,8 +99,8 @@ Status Pipeline::Build() {
     auto source = registry_.CreateSource(c, config_.gateway, *slot->logger);
     if (!source.ok()) return source.status();
     slot->source = std::move(source.value());
-    slot->sinks = config_.SinksFor(c.name);
-    if (slot->sinks.empty()) logger_.Warning("[source." + c.name + "] has no route: its events are journalled but go nowhere");
+    slot->targets = config_.TargetsFor(c.name);
+    if (slot->targets.empty()) logger_.Warning("[source." + c.name + "] has no route: its events are journalled but go nowhere");
     sources_.push_back(std::move(slot));
   }
   return Status::Ok();
@@ -114,6 +114,7 @@ Status Pipeline::Start() {
     SinkSlot* slot = s.get();
     s->thread = std::thread([this, slot] { RunSink(slot); });
   }
+  maintenance_ = std::thread([this] { RunMaintenance(); });
   for (auto& s : sources_) {
     auto cp = journal_->GetCheckpoint(s->name);
     if (!cp.ok()) return cp.status();
@@ -138,7 +139,17 @@ void Pipeline::RunSource(SourceSlot* slot) {
   Logger& log = *slot->logger;
   int failures = 0;
   RateLimiter limiter(std::chrono::seconds(10));
+  bool paused = false;
   while (!sources_stop_.load()) {
+    std::string why;
+    if (journal_->ShouldPause(&why)) {
+      if (!paused) log.Warning("paused: " + why);
+      paused = true;
+      SleepUnless(sources_stop_, std::chrono::milliseconds(200));
+      continue;
+    }
+    if (paused) log.Notice("resumed: the journal is below its low water mark");
+    paused = false;
     SourceBatch batch;
     auto polled = slot->source->Poll(&batch, std::chrono::milliseconds(500));
     if (!polled.ok()) {
@@ -152,7 +163,7 @@ void Pipeline::RunSource(SourceSlot* slot) {
     }
     if (!*polled) continue;
     AppendResult result;
-    Status s = journal_->Append(slot->name, batch.events, slot->sinks, batch.checkpoint, &result);
+    Status s = journal_->Append(slot->name, batch.events, slot->targets, batch.checkpoint, &result);
     slot->source->Ack(batch, s);
     if (!s.ok()) {
       ++failures;
@@ -173,16 +184,17 @@ void Pipeline::RunSource(SourceSlot* slot) {
 void Pipeline::RunSink(SinkSlot* slot) {
   Logger& log = *slot->logger;
   const SinkPolicy& policy = slot->policy;
-  int64_t cursor = 0;
   uint64_t generation = 0;
   int failures = 0;
-  auto last_rescan = std::chrono::steady_clock::now();
   RateLimiter limiter(std::chrono::seconds(10));
+  RateLimiter journal_limiter(std::chrono::seconds(10));
+  // The batch in hand. It is refetched from the journal only when empty: a batch with
+  // transient failures is retried as it is, so the failed event stays ahead of the rest.
   std::vector<PendingDelivery> batch;
   while (!slot->stop.load()) {
     if (draining_.load() && std::chrono::steady_clock::now() >= drain_deadline_) break;
     if (batch.empty()) {
-      Status s = journal_->FetchPending(slot->name, cursor, policy.batch, &batch);
+      Status s = journal_->FetchPending(slot->name, policy.batch, &batch);
       if (!s.ok()) {
         log.Error("cannot read pending deliveries: " + s.ToString());
         SleepUnless(slot->stop, std::chrono::seconds(1));
@@ -190,84 +202,111 @@ void Pipeline::RunSink(SinkSlot* slot) {
       }
       if (batch.empty()) {
         if (draining_.load()) break;
-        // Now and then start again from the beginning, so that dead letters an operator
-        // retried (behind the cursor) are picked up. Flushing first makes sure every
-        // outcome recorded so far is committed, so nothing confirmed is fetched again.
-        if (std::chrono::steady_clock::now() - last_rescan > std::chrono::seconds(5)) {
-          last_rescan = std::chrono::steady_clock::now();
-          if (cursor != 0 && journal_->Flush().ok()) {
-            cursor = 0;
-            continue;
-          }
-        }
         journal_->WaitForAppend(&generation, std::chrono::milliseconds(500));
         continue;
       }
-      cursor = batch.back().seq;
+    }
+    DeliveryOutcomes outcomes;
+    // Expired events are dead-lettered, never delivered stale.
+    int64_t now = NowUnixMs();
+    std::vector<PendingDelivery> live;
+    live.reserve(batch.size());
+    for (PendingDelivery& d : batch) {
+      if (d.expires_at_ms > 0 && now >= d.expires_at_ms) {
+        outcomes.dead.emplace_back(d.seq, "expired: not delivered by " + FormatUnixMs(d.expires_at_ms));
+        log.Warning("event " + d.event.id + " expired undelivered; dead-lettered");
+      } else {
+        live.push_back(std::move(d));
+      }
     }
     std::vector<const Event*> events;
-    events.reserve(batch.size());
-    for (const PendingDelivery& d : batch) events.push_back(&d.event);
-    std::vector<Status> results = slot->sink->Deliver(events);
-    std::vector<int64_t> delivered;
+    events.reserve(live.size());
+    for (const PendingDelivery& d : live) events.push_back(&d.event);
+    std::vector<Status> results = events.empty() ? std::vector<Status>() : slot->sink->Deliver(events);
     std::vector<PendingDelivery> again;
-    std::string first_error;
-    int64_t head_seq = 0;
     bool head_taken = false;
-    for (size_t i = 0; i < batch.size(); ++i) {
+    for (size_t i = 0; i < live.size(); ++i) {
       const Status& r = i < results.size() ? results[i] : Status(StatusCode::kInternal, "sink returned too few results");
-      PendingDelivery& d = batch[i];
+      PendingDelivery& d = live[i];
       if (r.ok()) {
-        delivered.push_back(d.seq);
+        outcomes.delivered.push_back(d.seq);
         continue;
       }
       bool permanent = r.code() == StatusCode::kInvalidArgument || r.code() == StatusCode::kDataLoss ||
                        r.code() == StatusCode::kPermissionDenied;
+      if (permanent) {
+        outcomes.dead.emplace_back(d.seq, r.ToString());
+        log.Warning("event " + d.event.id + " dead-lettered: " + r.ToString());
+        continue;
+      }
       // Only the first transient failure of a batch counts as an attempt: the events behind
       // it were held back to keep order, not tried and failed.
-      bool head = !permanent && !head_taken;
-      head_taken |= head;
+      bool head = !head_taken;
+      head_taken = true;
       if (head && policy.max_attempts > 0 && d.attempts + 1 >= policy.max_attempts) {
-        journal_->MarkDead(slot->name, d.seq, "max_attempts (" + std::to_string(policy.max_attempts) + ") reached: " + r.ToString());
-        counters_.dead_letters.fetch_add(1);
+        outcomes.dead.emplace_back(d.seq, "max_attempts (" + std::to_string(policy.max_attempts) + ") reached: " + r.ToString());
         log.Warning("event " + d.event.id + " dead-lettered after " + std::to_string(d.attempts + 1) + " attempts: " + r.ToString());
-      } else if (permanent) {
-        journal_->MarkDead(slot->name, d.seq, r.ToString());
-        counters_.dead_letters.fetch_add(1);
-        log.Warning("event " + d.event.id + " dead-lettered: " + r.ToString());
-      } else {
-        if (head) {
-          first_error = r.ToString();
-          ++d.attempts;
-          head_seq = d.seq;
-        }
-        again.push_back(std::move(d));
+        continue;
       }
+      if (head) {
+        outcomes.failed_seq = d.seq;
+        outcomes.failed_error = r.ToString();
+        ++d.attempts;
+      }
+      again.push_back(std::move(d));
     }
-    counters_.events_delivered.fetch_add(static_cast<int64_t>(delivered.size()));
-    if (log.Enabled(LogLevel::kDebug) && !delivered.empty()) {
-      log.Debug(std::to_string(delivered.size()) + " event(s) confirmed up to seq " + std::to_string(delivered.back()));
+    counters_.events_delivered.fetch_add(static_cast<int64_t>(outcomes.delivered.size()));
+    counters_.dead_letters.fetch_add(static_cast<int64_t>(outcomes.dead.size()));
+    if (log.Enabled(LogLevel::kDebug) && !outcomes.delivered.empty()) {
+      log.Debug(std::to_string(outcomes.delivered.size()) + " event(s) confirmed up to seq " +
+                std::to_string(outcomes.delivered.back()));
     }
-    journal_->MarkDelivered(slot->name, std::move(delivered));
+    Status recorded = journal_->RecordOutcomes(slot->name, outcomes);
+    if (!recorded.ok()) {
+      // Not recorded: the events stay pending and are delivered again later (at least once).
+      uint64_t suppressed = 0;
+      if (journal_limiter.Allow(&suppressed)) log.Error("cannot record delivery outcomes: " + recorded.ToString());
+      batch.clear();
+      SleepUnless(slot->stop, std::chrono::seconds(1));
+      continue;
+    }
     batch.swap(again);
     if (batch.empty()) {
       failures = 0;
       continue;
     }
-    if (head_seq != 0) journal_->MarkAttempted(slot->name, {head_seq}, first_error);
-    counters_.delivery_failures.fetch_add(static_cast<int64_t>(batch.size()));
+    counters_.delivery_failures.fetch_add(1);
     ++failures;
     auto wait = JitteredBackoff(failures, policy.retry_base, policy.retry_max);
     uint64_t suppressed = 0;
     if (limiter.Allow(&suppressed)) {
       log.Warning(std::to_string(batch.size()) + " event(s) from " + batch.front().event.id + " not delivered (" +
-                  (first_error.empty() ? std::string("held back") : first_error) +
+                  (outcomes.failed_error.empty() ? std::string("held back") : outcomes.failed_error) +
                   "); retry " + std::to_string(failures) + " in " + std::to_string(wait.count()) + " ms" +
                   (suppressed ? " (" + std::to_string(suppressed) + " similar suppressed)" : ""));
     }
     SleepUnless(slot->stop, wait);
   }
   slot->finished.store(true);
+}
+
+void Pipeline::RunMaintenance() {
+  auto next_prune = std::chrono::steady_clock::now();
+  while (!maintenance_stop_.load()) {
+    bool pressure = journal_->ShouldPause(nullptr);
+    if (pressure || std::chrono::steady_clock::now() >= next_prune) {
+      PruneResult r;
+      Status s = journal_->Prune(std::chrono::hours(24) * config_.journal.retention_days, &r);
+      if (!s.ok()) {
+        logger_.Warning("pruning the journal failed: " + s.ToString());
+      } else if (r.events_removed > 0) {
+        logger_.Info("pruned " + std::to_string(r.events_removed) + " finished event(s) from the journal" +
+                     (r.early ? " (" + std::to_string(r.early) + " before retention ran out, to get under max_bytes)" : ""));
+      }
+      next_prune = std::chrono::steady_clock::now() + std::chrono::seconds(config_.journal.prune_interval_s);
+    }
+    SleepUnless(maintenance_stop_, pressure ? std::chrono::seconds(1) : std::chrono::seconds(5));
+  }
 }
 
 void Pipeline::Stop(std::chrono::milliseconds drain) {
@@ -292,6 +331,8 @@ void Pipeline::Stop(std::chrono::milliseconds drain) {
     if (s->sink) s->sink->Stop();
     if (s->thread.joinable()) s->thread.join();
   }
+  maintenance_stop_.store(true);
+  if (maintenance_.joinable()) maintenance_.join();
   if (journal_) (void)journal_->Flush();
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "gw/journal.h"
 #include "mhhs/config_section.h"
 #include "mhhs/connector.h"
 #include "mhhs/status.h"
@@ -24,6 +25,11 @@ StatusOr<std::vector<ConfigSection>> ParseIni(const std::string& text, const std
 
 struct JournalConfig {
   std::string path;
+  int64_t max_bytes = 0;        // 0: no quota
+  int high_water_pct = 90;
+  int low_water_pct = 80;
+  int retention_days = 28;
+  int prune_interval_s = 300;
 };
 
 struct ConnectorConfig {
@@ -36,6 +42,7 @@ struct RouteConfig {
   std::string name;
   std::vector<std::string> from;  // source names
   std::vector<std::string> to;    // sink names
+  int64_t expiry_s = 0;           // 0: events never expire
 };
 
 struct GatewayConfig {
@@ -49,6 +56,9 @@ struct GatewayConfig {
 
   // The sinks that events from `source` are routed to, without duplicates, in config order.
   std::vector<std::string> SinksFor(const std::string& source) const;
+  // The same with each sink's expiry: the shortest of the routes that reach it, or none (0)
+  // when any route to it has none.
+  std::vector<DeliveryTarget> TargetsFor(const std::string& source) const;
 };
 
 // Loads and validates the core sections of `path`. Does not create connectors.

@@ -5,16 +5,21 @@
 // (event, sink) records whether that sink has confirmed it. Only after Append() returns OK may
 // a source release its input.
 //
-// Writes go through one writer thread that commits whatever has queued up in one transaction
-// (group commit: many appends, one fsync); each caller still gets its own Status. Reads use a
-// small pool of read-only connections. Event ids are unique: appending an id already present
-// stores nothing and creates no deliveries (dedupe).
+// Writes go through one writer thread that runs whatever has queued up in one transaction
+// (group commit: many appends, one fsync); each caller still gets its own Status through a
+// savepoint. Reads use a small pool of read-only connections. Event ids are unique: appending
+// an id already present stores nothing and creates no deliveries (dedupe).
+//
+// The journal also keeps each event's life (accepted, routed, attempts, confirmed,
+// dead-lettered, replayed) for `mhhs-gatewayctl trace`, prunes delivered events after the
+// retention period, and watches its size against a quota with high and low water marks.
 //
 // Thread-safety: all public methods are thread-safe.
 #ifndef GW_JOURNAL_H_
 #define GW_JOURNAL_H_
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -34,7 +39,16 @@ namespace gw {
 
 struct JournalOptions {
   std::string path;
-  bool read_only = false;  // for mhhs-gatewayctl: no writer thread, no schema changes
+  bool read_only = false;       // for mhhs-gatewayctl: no writer thread, no schema changes
+  int64_t max_bytes = 0;        // quota on live data; 0: none
+  int high_water_pct = 90;      // sources pause above this share of max_bytes ...
+  int low_water_pct = 80;       // ... and resume below this one
+};
+
+// Where an appended event goes: a sink, and how long it may wait there (0: for ever).
+struct DeliveryTarget {
+  std::string sink;
+  int64_t expiry_s = 0;
 };
 
 struct AppendResult {
@@ -46,8 +60,20 @@ struct AppendResult {
 struct PendingDelivery {
   int64_t seq = 0;
   int attempts = 0;
+  int64_t expires_at_ms = 0;  // 0: never
   Event event;
 };
+
+// What a sink worker learned from one Deliver() call.
+struct DeliveryOutcomes {
+  std::vector<int64_t> delivered;
+  std::vector<std::pair<int64_t, std::string>> dead;  // seq, reason
+  int64_t failed_seq = 0;                              // the head transient failure, if any
+  std::string failed_error;
+};
+
+// Delivery states as stored.
+enum class DeliveryState : int { kPending = 0, kDelivered = 1, kDead = 2, kDropped = 3 };
 
 struct SinkQueueStats {
   std::string sink;
@@ -67,6 +93,32 @@ struct DeadLetter {
   std::string reason;
 };
 
+struct TraceEntry {
+  int64_t at_ms = 0;
+  std::string what;    // accepted, routed, attempt-failed, delivered, dead-lettered, ...
+  std::string sink;    // empty when not about one sink
+  std::string detail;
+};
+
+struct EventTrace {
+  int64_t seq = 0;
+  Event event;
+  std::string source;
+  std::vector<TraceEntry> entries;  // in time order
+};
+
+struct ReplayFilter {
+  int64_t from_ms = 0;   // accepted_at >= from_ms
+  int64_t to_ms = 0;     // accepted_at < to_ms (0: no upper bound)
+  std::string type;      // "" for every type
+  std::string sink;      // required
+};
+
+struct PruneResult {
+  int64_t events_removed = 0;
+  int64_t early = 0;  // of those, removed before retention ran out, to get under the quota
+};
+
 class Journal {
  public:
   // Opens or creates the journal, applies migrations, runs quick_check.
@@ -79,25 +131,23 @@ class Journal {
   // The schema version this build writes.
   static constexpr int kSchemaVersion = 1;
 
-  // Stores `events` from `source` with a delivery row for each sink in `sinks`, and the
-  // source's `checkpoint` ("" leaves it as it is), in one durable transaction.
-  // Returns OK only after the commit reached the disk. On error nothing is stored.
+  // Stores `events` from `source` with a delivery row for each target, and the source's
+  // `checkpoint` ("" leaves it as it is), in one durable transaction. Returns OK only after
+  // the commit reached the disk; on error nothing is stored (kUnavailable for a full disk or
+  // an I/O error: try again later).
   Status Append(const std::string& source, const std::vector<Event>& events,
-                const std::vector<std::string>& sinks, const std::string& checkpoint,
+                const std::vector<DeliveryTarget>& targets, const std::string& checkpoint,
                 AppendResult* result);
 
   // The last committed checkpoint of `source`, or "" when there is none.
   StatusOr<std::string> GetCheckpoint(const std::string& source);
 
-  // Up to `limit` pending deliveries for `sink` with seq > `after_seq`, in journal order.
-  Status FetchPending(const std::string& sink, int64_t after_seq, int limit,
-                      std::vector<PendingDelivery>* out);
+  // Up to `limit` pending deliveries for `sink`, the oldest first.
+  Status FetchPending(const std::string& sink, int limit, std::vector<PendingDelivery>* out);
 
-  // Records outcomes for `sink`. These are queued to the writer and return without waiting
-  // for the commit: losing one in a crash only means a redelivery (at-least-once).
-  void MarkDelivered(const std::string& sink, std::vector<int64_t> seqs);
-  void MarkAttempted(const std::string& sink, std::vector<int64_t> seqs, const std::string& error);
-  void MarkDead(const std::string& sink, int64_t seq, const std::string& reason);
+  // Records a sink's outcomes durably: delivered, dead-lettered (with reasons) and the one
+  // transient failure at the head of the batch. Returns after the commit.
+  Status RecordOutcomes(const std::string& sink, const DeliveryOutcomes& outcomes);
 
   // Waits until every write queued so far is committed; returns the last commit's status.
   Status Flush();
@@ -108,6 +158,17 @@ class Journal {
   // Wakes every WaitForAppend() (used on shutdown).
   void WakeAll();
 
+  // Quota: true while sources should take no new input (above the high water mark, until
+  // back below the low one). `*reason` says why.
+  bool ShouldPause(std::string* reason) const;
+  // Live data bytes (pages in use) as of the last commit.
+  int64_t UsedBytes() const { return used_bytes_.load(); }
+
+  // Removes events every sink has finished with (delivered or dropped) that were accepted
+  // before `now - retention`; while above the quota's high water mark it also removes the
+  // oldest finished events younger than that. Never removes an undelivered event.
+  Status Prune(std::chrono::seconds retention, PruneResult* result);
+
   Status QueueStats(std::vector<SinkQueueStats>* out);
   Status ListDeadLetters(const std::string& sink, std::vector<DeadLetter>* out);
   // Moves a dead letter back to pending; kNotFound if `seq` is not dead for `sink`
@@ -115,6 +176,10 @@ class Journal {
   Status RetryDeadLetter(const std::string& sink, int64_t seq);
   // Marks a dead letter as dropped for good; kNotFound as above.
   Status DropDeadLetter(const std::string& sink, int64_t seq);
+  // Queues events again for a sink; returns how many were queued. Pending ones stay as they are.
+  StatusOr<int64_t> Replay(const ReplayFilter& filter);
+  // The event with id `event_id` and its life; kNotFound when it is not in the journal.
+  Status Trace(const std::string& event_id, EventTrace* out);
   StatusOr<int64_t> CountEvents();
   // Runs PRAGMA integrity_check; OK when the answer is "ok".
   Status IntegrityCheck();
@@ -134,6 +199,7 @@ class Journal {
   // Queues `fn` to run inside the writer's next transaction and, if `wait`, blocks for its status.
   Status Write(std::function<Status(Db&)> fn, bool notify_append, bool wait);
   void WriterLoop();
+  void UpdateUsage(Db& db);
   StatusOr<int64_t> SinkId(Db& db, const std::string& sink);
 
   // A pooled read connection, returned to the pool on destruction.
@@ -155,12 +221,17 @@ class Journal {
   std::condition_variable append_cv_;
   uint64_t append_generation_ = 0;
 
+  std::atomic<int64_t> used_bytes_{0};
+  std::atomic<bool> paused_{false};
+
   std::mutex readers_mu_;
   std::vector<std::unique_ptr<Db>> readers_;
 };
 
 // Unix time in milliseconds.
 int64_t NowUnixMs();
+// "2026-11-26T14:00:00.123Z", or "-" for 0.
+std::string FormatUnixMs(int64_t ms);
 
 }  // namespace gw
 

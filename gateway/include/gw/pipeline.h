@@ -84,7 +84,7 @@ class Pipeline {
     std::string name;
     std::unique_ptr<StderrLogger> logger;
     std::unique_ptr<Source> source;
-    std::vector<std::string> sinks;
+    std::vector<DeliveryTarget> targets;
     std::thread thread;
   };
   struct SinkSlot {
@@ -99,6 +99,8 @@ class Pipeline {
 
   void RunSource(SourceSlot* slot);
   void RunSink(SinkSlot* slot);
+  // Prunes the journal every prune_interval_s, and every second while above the quota.
+  void RunMaintenance();
   // Sleeps up to `d`; returns early (true) when `flag` becomes set.
   bool SleepUnless(const std::atomic<bool>& flag, std::chrono::milliseconds d);
 
@@ -109,6 +111,8 @@ class Pipeline {
   std::vector<std::unique_ptr<SourceSlot>> sources_;
   std::vector<std::unique_ptr<SinkSlot>> sinks_;
   std::atomic<bool> sources_stop_{false};
+  std::atomic<bool> maintenance_stop_{false};
+  std::thread maintenance_;
   std::atomic<bool> draining_{false};
   std::chrono::steady_clock::time_point drain_deadline_{};
   PipelineCounters counters_;

@@ -107,7 +107,9 @@ class PipelineTest : public ::testing::Test {
     ASSERT_TRUE(registry_.RegisterSink("fake", [this](const ConnectorContext&) -> StatusOr<std::unique_ptr<Sink>> {
       return std::unique_ptr<Sink>(new FakeSink(&state_));
     }).ok());
-    auto j = Journal::Open(JournalOptions{config_.journal.path, false});
+    JournalOptions jo;
+    jo.path = config_.journal.path;
+    auto j = Journal::Open(jo);
     ASSERT_TRUE(j.ok());
     journal_ = std::move(j.value());
     pipeline_ = std::make_unique<Pipeline>(config_, journal_.get(), registry_);
