@@ -91,14 +91,14 @@ class FakeSink : public Sink {
 
 class PipelineTest : public ::testing::Test {
  protected:
-  void Run(const std::string& sink_extra_key = "", const std::string& value = "") {
+  void Run(const std::string& sink_extra_key = "", const std::string& value = "", const std::string& route_extra = "") {
     auto cfg = ParseConfig(
         "[gateway]\nparticipant_mpid = UDMS\nparticipant_role = D\nenvironment = SIT\n"
         "[journal]\npath = " + dir_ / "j.db" + "\n"
         "[source.in]\ntype = fake\n"
         "[sink.out]\ntype = fake\nretry_base_ms = 1\nretry_max_ms = 5\n" +
         (sink_extra_key.empty() ? "" : sink_extra_key + " = " + value + "\n") +
-        "[route.r]\nfrom = in\nto = out\n", "test.ini");
+        "[route.r]\nfrom = in\nto = out\n" + route_extra, "test.ini");
     ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
     config_ = std::move(*cfg);
     ASSERT_TRUE(registry_.RegisterSource("fake", [this](const ConnectorContext&) -> StatusOr<std::unique_ptr<Source>> {
@@ -206,6 +206,31 @@ TEST_F(PipelineTest, DuplicateEventsFromASecondDropAreNotDeliveredAgain) {
   pipeline_->Stop(std::chrono::seconds(1));
   EXPECT_EQ(state_.delivered, (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_EQ(pipeline_->counters().events_duplicate.load(), 2);
+}
+
+TEST_F(PipelineTest, EventNotDeliveredInTimeIsDeadLetteredAsExpired) {
+  state_.fail_times["a"] = 1000000;
+  Run("", "", "expiry_s = 1\n");
+  Emit("f1", {"a"});
+  std::vector<DeadLetter> dl;
+  ASSERT_TRUE(gw::testing::WaitFor([&] {
+    dl.clear();
+    return journal_->ListDeadLetters("out", &dl).ok() && dl.size() == 1;
+  }, std::chrono::seconds(10)));
+  pipeline_->Stop(std::chrono::seconds(1));
+  EXPECT_EQ(dl[0].reason.rfind("expired: not delivered by ", 0), 0u) << dl[0].reason;
+  EXPECT_TRUE(state_.delivered.empty()) << "never delivered stale";
+}
+
+TEST_F(PipelineTest, StopDrainsPendingDeliveries) {
+  Run();
+  Emit("f1", {"a", "b", "c"});
+  ASSERT_TRUE(gw::testing::WaitFor([&] {
+    std::lock_guard<std::mutex> l(state_.mu);
+    return state_.acked.size() == 1;
+  }, std::chrono::seconds(10)));
+  pipeline_->Stop(std::chrono::seconds(5));
+  EXPECT_EQ(state_.delivered, (std::vector<std::string>{"a", "b", "c"}));
 }
 
 TEST(RegistryTest, UnknownTypeListsTheKnownOnes) {
