@@ -88,25 +88,19 @@ Status FileSource::Start(const std::string& checkpoint) {
   return Status::Ok();
 }
 
-std::string FileSource::ClaimNext() {
-  std::vector<std::string> names;
-  // Files claimed before a crash or a failed commit come first, in name order.
-  if (ListDir(claimed_dir(), &names).ok()) {
-    for (const std::string& n : names) {
-      if (!Ignored(n)) return n;
-    }
-  }
+void FileSource::Scan() {
   auto now = std::chrono::steady_clock::now();
-  if (now < next_scan_) return "";
-  next_scan_ = now + std::min<std::chrono::milliseconds>(options_.poll, std::chrono::milliseconds(200));
+  next_scan_ = now + options_.poll;
+  std::vector<std::string> names;
   Status s = ListDir(options_.directory, &names);
   if (!s.ok()) {
     logger_.Warning(s.message());
-    return "";
+    return;
   }
   struct Candidate { std::string name; time_t mtime; };
   std::vector<Candidate> ready;
   std::map<std::string, Seen> still;
+  bool waiting = false;
   for (const std::string& n : names) {
     if (Ignored(n) || !GlobMatch(options_.pattern, n)) continue;
     std::string path = options_.directory + "/" + n;
@@ -121,24 +115,42 @@ std::string FileSource::ClaimNext() {
       seen.since = now;
     }
     auto stable_for = now - seen.since;
-    if (stable_for < options_.settle) continue;
-    if (stable_for >= options_.incomplete_after || EndsWithTrailer(path, st.st_size)) {
+    if (stable_for >= options_.settle &&
+        (stable_for >= options_.incomplete_after || EndsWithTrailer(path, st.st_size))) {
       ready.push_back(Candidate{n, st.st_mtime});
+    } else {
+      waiting = true;
     }
   }
   seen_.swap(still);
   std::sort(ready.begin(), ready.end(), [](const Candidate& a, const Candidate& b) {
     return a.mtime != b.mtime ? a.mtime < b.mtime : a.name < b.name;
   });
-  for (const Candidate& c : ready) {
-    std::string from = options_.directory + "/" + c.name;
-    std::string to = claimed_dir() + "/" + c.name;
+  for (Candidate& c : ready) ready_.push_back(std::move(c.name));
+  // A file still settling is looked at again as soon as it may be ready.
+  if (waiting) next_scan_ = std::min(next_scan_, now + std::max(options_.settle, std::chrono::milliseconds(10)));
+}
+
+std::string FileSource::ClaimNext() {
+  // Files claimed before a crash or a failed commit come first, in name order.
+  std::vector<std::string> names;
+  if (ListDir(claimed_dir(), &names).ok()) {
+    for (const std::string& n : names) {
+      if (!Ignored(n)) return n;
+    }
+  }
+  if (ready_.empty() && std::chrono::steady_clock::now() >= next_scan_) Scan();
+  while (!ready_.empty()) {
+    std::string name = std::move(ready_.front());
+    ready_.pop_front();
+    std::string from = options_.directory + "/" + name;
+    std::string to = claimed_dir() + "/" + name;
     struct stat st;
     if (::stat(to.c_str(), &st) == 0) continue;  // same name still being processed
     if (::rename(from.c_str(), to.c_str()) == 0) {
-      seen_.erase(c.name);
+      seen_.erase(name);
       (void)FsyncDir(claimed_dir());
-      return c.name;
+      return name;
     }
     // ENOENT: another gateway instance took it first.
   }

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -56,6 +57,8 @@ class FileSource : public Source {
     std::chrono::steady_clock::time_point since;
   };
 
+  // Lists the inbox and queues the files that are complete, oldest first.
+  void Scan();
   // Returns the next claimed file name to process, or "" when none is ready.
   std::string ClaimNext();
   // Decodes the claimed file; true with `batch` filled, false when it was rejected.
@@ -68,6 +71,7 @@ class FileSource : public Source {
   adapters::DtnDecoder decoder_;
   Logger& logger_;
   std::map<std::string, Seen> seen_;
+  std::deque<std::string> ready_;
   std::chrono::steady_clock::time_point next_scan_{};
   uint64_t next_token_ = 1;
 

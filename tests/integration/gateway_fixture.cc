@@ -75,8 +75,10 @@ std::string GatewayTest::WriteConfig(const std::string& extra) {
 
 void GatewayTest::StartGateway() {
   if (config_path_.empty()) WriteConfig();
+  // The log is appended across restarts: look for a start after what is there now.
+  size_t from = GatewayLog().size();
   gateway_.Start({DaemonPath(), "--config", config_path_}, dir_ / "gateway.log");
-  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("started:") != std::string::npos || !gateway_.Running(); },
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("started:", from) != std::string::npos || !gateway_.Running(); },
                       std::chrono::seconds(20)));
   ASSERT_TRUE(gateway_.Running()) << GatewayLog();
 }
