@@ -130,7 +130,10 @@ MqttSink::~MqttSink() { Stop(); }
 Status MqttSink::Start() {
   try {
     // No Paho persistence: the journal is the store; unconfirmed events are simply redelivered.
-    client_ = std::make_unique<::mqtt::async_client>(options_.uris.front(), options_.client_id, nullptr);
+    // Paho refuses a publish once its own queue holds maxBufferedMessages (100 by default):
+    // leave room for the whole in-flight window.
+    client_ = std::make_unique<::mqtt::async_client>(options_.uris.front(), options_.client_id,
+                                                     options_.max_inflight * 2 + 16, nullptr);
   } catch (const ::mqtt::exception& e) {
     return FailedPrecondition("cannot create MQTT client for " + options_.uris.front() + ": " + e.what());
   }

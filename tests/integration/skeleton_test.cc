@@ -143,3 +143,28 @@ TEST_F(SkeletonTest, CheckConfigAcceptsAGoodConfig) {
 
 }  // namespace
 }  // namespace gw::testing
+
+namespace gw::testing {
+namespace {
+
+// Regression: Paho's default buffer of 100 messages made every batch beyond it fail with
+// "No more messages can be buffered" and crawl through retries.
+TEST_F(SkeletonTest, LargeBatchIsDeliveredWithoutRetries) {
+  std::string file = "ZHV|0000000777|D0010002|D|UDMS|X|MRCY|20260302153151||||OPER|\n";
+  for (int i = 0; i < 600; ++i) {
+    char mpan[16];
+    std::snprintf(mpan, sizeof mpan, "%013d", 5000000 + i);
+    file += std::string("026|") + mpan + "|V|\n028|M1|D|\n030|S|20260222000000|1.0|||T|N|\n";
+  }
+  file += "ZPT|0000000777|1800||600|20260302154650|\n";
+  Subscriber sub(broker_.uri(), "test-sub-large");
+  sub.Connect();
+  StartGateway();
+  DropText("large.uff", file);
+  ASSERT_TRUE(WaitFor([&] { return sub.Count() >= 600; }, std::chrono::seconds(60))) << sub.Count();
+  EXPECT_EQ(StopGateway(), 0);
+  EXPECT_EQ(GatewayLog().find("not delivered"), std::string::npos) << GatewayLog();
+}
+
+}  // namespace
+}  // namespace gw::testing
