@@ -104,9 +104,9 @@ void AppendFieldJson(const FieldSpec& f, std::string_view v, std::string* out) {
   }
 }
 
-// Splits a record "A|B|C|" into {"A","B","C"}. Returns false when the record lacks the
-// closing '|'.
-bool SplitRecord(std::string_view line, std::vector<std::string_view>* out) {
+}  // namespace
+
+bool SplitDtnRecord(std::string_view line, std::vector<std::string_view>* out) {
   out->clear();
   if (line.empty() || line.back() != '|') return false;
   size_t start = 0;
@@ -122,10 +122,15 @@ bool SplitRecord(std::string_view line, std::vector<std::string_view>* out) {
   }
 }
 
+namespace {
+
+bool SplitRecord(std::string_view line, std::vector<std::string_view>* out) { return SplitDtnRecord(line, out); }
+
 class Run {
  public:
-  Run(const FlowCatalogue& cat, const std::function<void(DtnUnit&&)>& on_unit, DtnResult* r)
-      : cat_(cat), on_unit_(on_unit), r_(r) {}
+  Run(const FlowCatalogue& cat, const std::function<void(DtnUnit&&)>& on_unit,
+      const std::function<void(const DtnUnitView&)>& on_view, DtnResult* r)
+      : cat_(cat), on_unit_(on_unit), on_view_(on_view), r_(r) {}
 
   void Go(std::string_view content);
 
@@ -159,9 +164,13 @@ class Run {
   void Push(int g, int line, std::string_view text, const std::vector<std::string_view>& f);
   void PopTo(int depth);  // pops levels deeper than `depth` (-1 pops all)
   bool Emitting() const { return on_unit_ && r_->errors.empty(); }
+  bool Viewing() const { return on_view_ && r_->errors.empty(); }
 
   const FlowCatalogue& cat_;
   const std::function<void(DtnUnit&&)>& on_unit_;
+  const std::function<void(const DtnUnitView&)>& on_view_;
+  DtnUnitView view_;
+  bool in_view_ = false;
   DtnResult* r_;
   const FlowSpec* flow_ = nullptr;
   std::vector<Level> levels_;
@@ -252,6 +261,10 @@ void Run::PopTo(int depth) {
         Error(l.line, g.code + ": needs at least " + std::to_string(cg.min) + " " + cg.code + " record(s) beneath it, found " + std::to_string(n));
       }
     }
+    if (in_view_ && l.group == flow_->event_group) {
+      in_view_ = false;
+      if (Viewing()) on_view_(view_);
+    }
     if (in_unit_ && g.depth >= flow_->groups[flow_->event_group].depth) {
       if (l.open_array != -1) payload_.push_back(']');
       payload_.push_back('}');
@@ -279,6 +292,17 @@ void Run::Push(int gi, int line, std::string_view text, const std::vector<std::s
   l.record = text;
   top_ = g.depth;
   if (gi == flow_->event_group) ++r_->units;
+  if (Viewing()) {
+    if (gi == flow_->event_group) {
+      view_.index = static_cast<int>(r_->units);
+      view_.line = line;
+      view_.ancestors.clear();
+      for (int d = 0; d < g.depth; ++d) view_.ancestors.push_back(levels_[d].record);
+      view_.records.clear();
+      in_view_ = true;
+    }
+    if (in_view_ && g.depth >= eg_depth) view_.records.push_back(DtnUnitView::Record{gi, line, text});
+  }
   if (!Emitting()) return;
   if (g.depth < eg_depth) {
     l.fragment.clear();
@@ -451,7 +475,16 @@ void Run::Go(std::string_view content) {
 
 DtnResult DtnDecoder::Decode(std::string_view content, const std::function<void(DtnUnit&&)>& on_unit) const {
   DtnResult result;
-  Run run(*catalogue_, on_unit, &result);
+  std::function<void(const DtnUnitView&)> none;
+  Run run(*catalogue_, on_unit, none, &result);
+  run.Go(content);
+  return result;
+}
+
+DtnResult DtnDecoder::DecodeViews(std::string_view content, const std::function<void(const DtnUnitView&)>& on_view) const {
+  DtnResult result;
+  std::function<void(DtnUnit&&)> none;
+  Run run(*catalogue_, none, on_view, &result);
   run.Go(content);
   return result;
 }

@@ -1,5 +1,6 @@
 #include "gw/adapters/dtn_events.h"
 
+#include "gw/adapters/if021.h"
 #include "gw/adapters/uk_time.h"
 
 namespace gw::adapters {
@@ -27,14 +28,38 @@ Event MakeDtnEvent(const DtnHeader& h, DtnUnit&& unit, const std::string& origin
   return e;
 }
 
-DtnResult DecodeDtnToEvents(const DtnDecoder& decoder, std::string_view content,
-                            const std::string& origin, std::vector<Event>* events) {
-  std::vector<DtnUnit> units;
-  DtnResult r = decoder.Decode(content, [&](DtnUnit&& u) { units.push_back(std::move(u)); });
+DtnResult DecodeDtnEvents(const DtnDecoder& decoder, std::string_view content, const std::string& origin,
+                          const DtnEventOptions& options, const std::function<void(Event&&)>& on_event) {
+  // Units only complete after a valid ZHV, so the peeked header is the decoder's header.
+  DtnHeader header;
+  bool have_header = PeekDtnHeader(content, &header);
+  bool if021 = options.dip_mapping && have_header && header.flow == kD0036Flow;
+  if (!if021) {
+    return decoder.Decode(content, [&](DtnUnit&& u) { on_event(MakeDtnEvent(header, std::move(u), origin)); });
+  }
+  GatewayInfo none;
+  If021Mapper mapper(options.gateway ? *options.gateway : none);
+  Status settings = If021Mapper::CheckSettings(options.gateway ? *options.gateway : none);
+  std::vector<DtnError> mapping_errors;
+  Event e;
+  DtnResult r = decoder.DecodeViews(content, [&](const DtnUnitView& v) {
+    if (!settings.ok() || !mapping_errors.empty()) return;
+    DtnError err;
+    if (mapper.Map(header, v, origin, &e, &err)) on_event(std::move(e));
+    else mapping_errors.push_back(std::move(err));
+  });
+  if (!settings.ok() && r.ok()) r.errors.push_back(DtnError{0, "D0036 -> IF-021: " + settings.message()});
+  for (DtnError& err : mapping_errors) {
+    if (r.errors.size() < DtnDecoder::kMaxErrors) r.errors.push_back(std::move(err));
+  }
+  return r;
+}
+
+DtnResult DecodeDtnToEvents(const DtnDecoder& decoder, std::string_view content, const std::string& origin,
+                            const DtnEventOptions& options, std::vector<Event>* events) {
   events->clear();
-  if (!r.ok()) return r;
-  events->reserve(units.size());
-  for (DtnUnit& u : units) events->push_back(MakeDtnEvent(r.header, std::move(u), origin));
+  DtnResult r = DecodeDtnEvents(decoder, content, origin, options, [&](Event&& e) { events->push_back(std::move(e)); });
+  if (!r.ok()) events->clear();
   return r;
 }
 

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "gw/adapters/dtn_events.h"
+#include "gw/adapters/if021.h"
 #include "gw/fs.h"
 
 namespace gw::connectors::file {
@@ -61,18 +62,30 @@ StatusOr<std::unique_ptr<Source>> FileSource::Create(const ConnectorContext& ctx
   o.poll = std::chrono::milliseconds(*poll);
   o.settle = std::chrono::milliseconds(*settle);
   o.incomplete_after = std::chrono::seconds(*incomplete);
+  std::string mapping = c.GetString("mapping", "dip");
+  if (mapping != "dip" && mapping != "none") return c.Error("mapping", "must be dip or none (got \"" + mapping + "\")");
+  o.dip_mapping = mapping == "dip";
+  if (o.dip_mapping) {
+    Status s = adapters::If021Mapper::CheckSettings(ctx.gateway);
+    if (!s.ok()) {
+      ctx.logger.Warning("D0036 files will be rejected until this is set: " + s.message() +
+                         " (or set mapping = none to publish them as D0036 events)");
+    }
+  }
   if (o.directory == o.archive || o.directory == o.rejected) {
     return c.Error("archive", "archive and rejected must differ from directory");
   }
   std::string flow_dir = ctx.gateway.flow_dir.empty() ? adapters::DefaultFlowDir() : ctx.gateway.flow_dir;
   auto cat = adapters::FlowCatalogue::LoadDirectory(flow_dir);
   if (!cat.ok()) return cat.status();
-  return std::unique_ptr<Source>(new FileSource(ctx.name, std::move(o), std::move(cat.value()), ctx.logger));
+  return std::unique_ptr<Source>(new FileSource(ctx.name, std::move(o), std::move(cat.value()), ctx.gateway, ctx.logger));
 }
 
 FileSource::FileSource(std::string name, FileSourceOptions options,
-                       std::shared_ptr<const adapters::FlowCatalogue> catalogue, Logger& logger)
-    : name_(std::move(name)), options_(std::move(options)), decoder_(std::move(catalogue)), logger_(logger) {}
+                       std::shared_ptr<const adapters::FlowCatalogue> catalogue, const GatewayInfo& gateway,
+                       Logger& logger)
+    : name_(std::move(name)), options_(std::move(options)), decoder_(std::move(catalogue)), gateway_(gateway),
+      logger_(logger) {}
 
 Status FileSource::Start(const std::string& checkpoint) {
   for (const std::string& d : {options_.directory, options_.archive, options_.rejected, claimed_dir()}) {
@@ -176,7 +189,10 @@ bool FileSource::Process(const std::string& name, SourceBatch* batch) {
     return false;
   }
   std::vector<Event> events;
-  adapters::DtnResult r = adapters::DecodeDtnToEvents(decoder_, mapped->view(), name_ + ":" + name, &events);
+  adapters::DtnEventOptions opts;
+  opts.dip_mapping = options_.dip_mapping;
+  opts.gateway = &gateway_;
+  adapters::DtnResult r = adapters::DecodeDtnToEvents(decoder_, mapped->view(), name_ + ":" + name, opts, &events);
   if (!r.ok()) {
     std::string errors = adapters::FormatDtnErrors(name, r);
     logger_.Warning("rejected " + name + ": " + std::to_string(r.errors.size()) + (r.errors_truncated ? "+" : "") +

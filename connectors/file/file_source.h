@@ -10,7 +10,8 @@
 // there by a crash is taken again first (the journal absorbs the replay by event id).
 //
 // Config ([source.NAME]): directory, archive, rejected (required); format = dtn;
-// pattern (glob, default *); poll_ms (1000); settle_ms (1000); incomplete_after_s (300).
+// pattern (glob, default *); poll_ms (1000); settle_ms (1000); incomplete_after_s (300);
+// mapping = dip (D0036 files become IF-021 events) | none (every flow as its generic event).
 // Thread-safety: as Source (one caller thread; Stop() from any thread).
 #ifndef GW_CONNECTORS_FILE_FILE_SOURCE_H_
 #define GW_CONNECTORS_FILE_FILE_SOURCE_H_
@@ -36,6 +37,7 @@ struct FileSourceOptions {
   std::chrono::milliseconds poll{1000};
   std::chrono::milliseconds settle{1000};
   std::chrono::seconds incomplete_after{300};
+  bool dip_mapping = true;  // mapping = dip | none
 };
 
 class FileSource : public Source {
@@ -44,7 +46,7 @@ class FileSource : public Source {
   static StatusOr<std::unique_ptr<Source>> Create(const ConnectorContext& ctx);
 
   FileSource(std::string name, FileSourceOptions options, std::shared_ptr<const adapters::FlowCatalogue> catalogue,
-             Logger& logger);
+             const GatewayInfo& gateway, Logger& logger);
 
   Status Start(const std::string& checkpoint) override;
   StatusOr<bool> Poll(SourceBatch* batch, std::chrono::milliseconds wait) override;
@@ -69,6 +71,7 @@ class FileSource : public Source {
   std::string name_;
   FileSourceOptions options_;
   adapters::DtnDecoder decoder_;
+  GatewayInfo gateway_;
   Logger& logger_;
   std::map<std::string, Seen> seen_;
   std::deque<std::string> ready_;

@@ -44,6 +44,7 @@ struct Ctx {
   std::string config_path;
   bool json = false;
   std::string flow_dir;
+  bool dip_mapping = true;
 };
 
 std::string Iso(int64_t ms) { return gw::FormatUnixMs(ms); }
@@ -297,6 +298,13 @@ int CmdCheckFiles(const Ctx& ctx, const std::vector<std::string>& files, bool co
   auto cat = gw::adapters::FlowCatalogue::LoadDirectory(FlowDir(ctx));
   if (!cat.ok()) return Err(EX_CONFIG, cat.status().message());
   gw::adapters::DtnDecoder decoder(*cat);
+  // The participant settings (for D0036 -> IF-021) come from --config when it can be read.
+  gw::GatewayInfo gateway;
+  auto cfg = gw::LoadConfig(ctx.config_path);
+  if (cfg.ok()) gateway = cfg->gateway;
+  gw::adapters::DtnEventOptions opts;
+  opts.dip_mapping = ctx.dip_mapping;
+  opts.gateway = &gateway;
   int bad = 0;
   for (const std::string& f : files) {
     auto m = gw::MappedFile::Open(f);
@@ -306,7 +314,7 @@ int CmdCheckFiles(const Ctx& ctx, const std::vector<std::string>& files, bool co
       continue;
     }
     std::vector<gw::Event> events;
-    gw::adapters::DtnResult r = gw::adapters::DecodeDtnToEvents(decoder, m->view(), "file:" + gw::BaseName(f), &events);
+    gw::adapters::DtnResult r = gw::adapters::DecodeDtnToEvents(decoder, m->view(), "file:" + gw::BaseName(f), opts, &events);
     if (!r.ok()) {
       std::cerr << gw::adapters::FormatDtnErrors(f, r);
       ++bad;
@@ -336,6 +344,7 @@ int main(int argc, char** argv) {
       ("config,c", po::value<std::string>()->default_value("/etc/mhhs-gateway/gateway.ini"), "configuration file")
       ("json", "machine-readable output")
       ("flow-dir", po::value<std::string>(), "flow catalogue directory (default: [gateway] flow_dir, else the installed one)")
+      ("mapping", po::value<std::string>()->default_value("dip"), "check-file/convert: dip (D0036 as IF-021) or none")
       ("version", "print the version and exit")
       ("help,h", "print this help");
   po::options_description hidden;
@@ -379,6 +388,9 @@ int main(int argc, char** argv) {
   ctx.config_path = vm["config"].as<std::string>();
   ctx.json = vm.count("json") > 0;
   if (vm.count("flow-dir")) ctx.flow_dir = vm["flow-dir"].as<std::string>();
+  std::string mapping = vm["mapping"].as<std::string>();
+  if (mapping != "dip" && mapping != "none") return Err(EX_USAGE, "--mapping must be dip or none");
+  ctx.dip_mapping = mapping == "dip";
   std::string cmd = vm["command"].as<std::string>();
   std::vector<std::string> args = vm.count("args") ? vm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
   bool help = !args.empty() && (args[0] == "--help" || args[0] == "-h");

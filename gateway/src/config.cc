@@ -152,6 +152,32 @@ StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& 
       static const std::set<std::string> kLevels = {"error", "warning", "notice", "info", "debug"};
       if (!kLevels.count(cfg.log_level)) return sec.Error("log_level", "must be error, warning, notice, info or debug (got \"" + cfg.log_level + "\")");
       GW_RETURN_IF_ERROR(sec.CheckAllUsed());
+    } else if (name == "dip") {
+      DipSettings& d = cfg.gateway.dip;
+      d.role = sec.GetString("role", "");
+      static const std::set<std::string> kRoles = {"SUP", "SDS", "ADS", "UMSDS", "REGS", "LDSO", "MDS", "LSS", "ISD", "MOP", "UMSO", "VAS", "ECOES", "CSS", "DCC"};
+      if (!d.role.empty() && !kRoles.count(d.role)) return sec.Error("role", "not a DIP role (SUP, SDS, ADS, UMSDS, LDSO, MDS, LSS, REGS, ...) (got \"" + d.role + "\")");
+      d.connection_provider_id = sec.GetString("connection_provider_id", "");
+      if (!d.connection_provider_id.empty() && !IsDigits(d.connection_provider_id, 10)) return sec.Error("connection_provider_id", "must be 10 digits");
+      d.connection_type = sec.GetString("connection_type", "W");
+      static const std::set<std::string> kTypes = {"W", "L", "H", "E", "U"};
+      if (!kTypes.count(d.connection_type)) return sec.Error("connection_type", "must be W, L, H, E or U (got \"" + d.connection_type + "\")");
+      d.connection_type_from = sec.GetString("connection_type_effective_from", "");
+      if (!d.connection_type_from.empty() &&
+          (d.connection_type_from.size() != 10 || d.connection_type_from[4] != '-' || d.connection_type_from[7] != '-')) {
+        return sec.Error("connection_type_effective_from", "must be a date YYYY-MM-DD (got \"" + d.connection_type_from + "\")");
+      }
+      d.default_distributor_dip_id = sec.GetString("distributor_dip_id", "");
+      if (!d.default_distributor_dip_id.empty() && !IsDigits(d.default_distributor_dip_id, 10)) return sec.Error("distributor_dip_id", "must be 10 digits");
+      for (const ConfigSection::Entry& e : sec.entries()) {
+        if (e.key.rfind("distributor_dip_id.", 0) != 0) continue;
+        e.used = true;
+        std::string dist = e.key.substr(19);
+        if (!IsDigits(dist, 2)) return sec.Error(e.key, "the suffix must be a 2-digit distributor id, e.g. distributor_dip_id.10");
+        if (!IsDigits(e.value, 10)) return sec.Error(e.key, "must be 10 digits (got \"" + e.value + "\")");
+        d.distributor_dip_ids[dist] = e.value;
+      }
+      GW_RETURN_IF_ERROR(sec.CheckAllUsed());
     } else if (name == "journal") {
       have_journal = true;
       auto path = sec.GetRequired("path");
@@ -199,7 +225,7 @@ StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& 
       GW_RETURN_IF_ERROR(sec.CheckAllUsed());
       cfg.routes.push_back(std::move(r));
     } else {
-      return InvalidArgument(sec.Where("") + ": unknown section (expected gateway, journal, source.NAME, sink.NAME or route.NAME)");
+      return InvalidArgument(sec.Where("") + ": unknown section (expected gateway, dip, journal, source.NAME, sink.NAME or route.NAME)");
     }
   }
   if (!have_gateway) return InvalidArgument(file + ": missing [gateway] section");

@@ -38,7 +38,9 @@ std::vector<std::string> Messages(const DtnResult& r) {
 DtnResult Decode(const std::string& text, std::vector<Event>* events = nullptr) {
   DtnDecoder d(Catalogue());
   std::vector<Event> local;
-  return DecodeDtnToEvents(d, text, "test:f.uff", events ? events : &local);
+  DtnEventOptions opts;
+  opts.dip_mapping = false;
+  return DecodeDtnToEvents(d, text, "test:f.uff", opts, events ? events : &local);
 }
 
 TEST(DtnDecoderTest, ValidD0010GivesOneEventPerMpanWithNestedReadings) {

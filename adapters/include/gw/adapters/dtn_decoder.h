@@ -45,6 +45,20 @@ struct DtnUnit {
   std::string payload;    // JSON object
 };
 
+// One event group as raw records, for mappers that build their own payload (D0036 -> IF-021).
+// The views point into the decoded content and are valid during the callback only.
+struct DtnUnitView {
+  int index = 0;                           // 1-based position of the event group in the file
+  int line = 0;                            // line of the event group's record
+  std::vector<std::string_view> ancestors; // record text of each enclosing group, outermost first
+  struct Record {
+    int group = 0;                         // index into FlowSpec::groups
+    int line = 0;
+    std::string_view text;                 // the whole record, "103|A|0.250|"
+  };
+  std::vector<Record> records;             // the event group's record first, then its descendants
+};
+
 struct DtnResult {
   DtnHeader header;
   const FlowSpec* flow = nullptr;  // null when the header names no known flow
@@ -66,11 +80,18 @@ class DtnDecoder {
   // handed over, so a caller that needs all-or-nothing collects them and checks ok() at the end.
   DtnResult Decode(std::string_view content, const std::function<void(DtnUnit&&)>& on_unit) const;
 
+  // The same validation, handing each complete event group over as raw records instead of
+  // JSON (no payload is built). Same all-or-nothing rule as above.
+  DtnResult DecodeViews(std::string_view content, const std::function<void(const DtnUnitView&)>& on_view) const;
+
   const FlowCatalogue& catalogue() const { return *catalogue_; }
 
  private:
   std::shared_ptr<const FlowCatalogue> catalogue_;
 };
+
+// Splits a record "A|B|C|" into {"A","B","C"}; false when it lacks the closing '|'.
+bool SplitDtnRecord(std::string_view line, std::vector<std::string_view>* out);
 
 // Reads only the ZHV record of `content` (no validation beyond its shape); false if absent.
 bool PeekDtnHeader(std::string_view content, DtnHeader* header);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gw/adapters/dtn_decoder.h"
+#include "mhhs/connector.h"
 #include "mhhs/event.h"
 
 namespace gw::adapters {
@@ -18,9 +19,22 @@ namespace gw::adapters {
 // Builds the Event for one unit. `origin` names the source and file ("inbox:FILE").
 Event MakeDtnEvent(const DtnHeader& header, DtnUnit&& unit, const std::string& origin);
 
+struct DtnEventOptions {
+  // Map flows that have a DIP interface (D0036001 -> IF-021) instead of publishing them as
+  // generic D-flow events. Needs `gateway` with [gateway] dip_id and [dip] role.
+  bool dip_mapping = true;
+  const GatewayInfo* gateway = nullptr;
+};
+
+// Decodes a whole file and hands each event to `on_event` as soon as its group is complete.
+// Events handed over before an error turns up are not retracted: callers that need
+// all-or-nothing either collect them or validate first (DtnDecoder::Decode without a callback).
+DtnResult DecodeDtnEvents(const DtnDecoder& decoder, std::string_view content, const std::string& origin,
+                          const DtnEventOptions& options, const std::function<void(Event&&)>& on_event);
+
 // Decodes a whole file into `events` (all or nothing: on any error `events` is left empty).
-DtnResult DecodeDtnToEvents(const DtnDecoder& decoder, std::string_view content,
-                            const std::string& origin, std::vector<Event>* events);
+DtnResult DecodeDtnToEvents(const DtnDecoder& decoder, std::string_view content, const std::string& origin,
+                            const DtnEventOptions& options, std::vector<Event>* events);
 
 }  // namespace gw::adapters
 

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -29,6 +30,16 @@
 
 namespace gw {
 
+// What the participant needs to speak DIP messages, from `[dip]`.
+struct DipSettings {
+  std::string role;                    // senderRoleID: SDS, ADS, UMSDS, SUP, LDSO, ...
+  std::string connection_provider_id;  // DIPConnectionProviderID, 10 digits, or "" (null)
+  std::string connection_type = "W";   // B067 connectionTypeIndicator: W L H E U
+  std::string connection_type_from;    // B067 effective-from date YYYY-MM-DD; "" = the settlement day
+  std::map<std::string, std::string> distributor_dip_ids;  // MPAN distributor id "10".."23" -> DIP id
+  std::string default_distributor_dip_id;                  // when the MPAN's distributor is not listed
+};
+
 // The participant this gateway speaks for, from `[gateway]`.
 struct GatewayInfo {
   std::string participant_mpid;  // e.g. "UDMS"
@@ -36,6 +47,7 @@ struct GatewayInfo {
   std::string environment;       // e.g. "SIT"
   std::string dip_id;            // 10 digits, empty when not configured
   std::string flow_dir;          // the flow catalogue directory
+  DipSettings dip;
 };
 
 // What a factory receives. All references outlive the connector.

@@ -1,0 +1,200 @@
+#include "gw/adapters/if021.h"
+
+#include <openssl/sha.h>
+
+#include <cstring>
+
+#include "gw/adapters/uk_time.h"
+#include "mhhs/json.h"
+
+namespace gw::adapters {
+namespace {
+
+int Num(std::string_view s, size_t pos, size_t len) {
+  int v = 0;
+  for (size_t i = pos; i < pos + len; ++i) v = v * 10 + (s[i] - '0');
+  return v;
+}
+
+void Put2(char* p, int v) { p[0] = static_cast<char>('0' + v / 10); p[1] = static_cast<char>('0' + v % 10); }
+
+// Appends "YYYY-MM-DDThh:mm:ss+00:00" for UTC instant `t`.
+void AppendUtc(int64_t t, std::string* out) {
+  int64_t days = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+  int secs = static_cast<int>(t - days * 86400);
+  int y, m, d;
+  CivilFromDays(days, &y, &m, &d);
+  char b[25];
+  Put2(b, y / 100); Put2(b + 2, y % 100); b[4] = '-'; Put2(b + 5, m); b[7] = '-'; Put2(b + 8, d);
+  b[10] = 'T'; Put2(b + 11, secs / 3600); b[13] = ':'; Put2(b + 14, secs / 60 % 60); b[16] = ':'; Put2(b + 17, secs % 60);
+  std::memcpy(b + 19, "+00:00", 6);
+  out->append(b, 25);
+}
+
+std::string Hex10(const std::string& s) {
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), md);
+  static const char kHex[] = "0123456789abcdef";
+  std::string out(10, '0');
+  for (int i = 0; i < 5; ++i) {
+    out[2 * i] = kHex[md[i] >> 4];
+    out[2 * i + 1] = kHex[md[i] & 15];
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string GspGroupOfDistributor(std::string_view id) {
+  // Public: the 14 GSP groups and their distribution areas.
+  static const struct { const char* dist; const char* gsp; } kMap[] = {
+      {"10", "_A"}, {"11", "_B"}, {"12", "_C"}, {"13", "_D"}, {"14", "_E"}, {"15", "_F"}, {"16", "_G"},
+      {"17", "_P"}, {"18", "_N"}, {"19", "_J"}, {"20", "_H"}, {"21", "_K"}, {"22", "_L"}, {"23", "_M"}};
+  for (const auto& e : kMap) if (id == e.dist) return e.gsp;
+  return "";
+}
+
+bool FormatDecimal3(std::string_view v, std::string* out) {
+  bool neg = false;
+  if (!v.empty() && (v[0] == '-' || v[0] == '+')) { neg = v[0] == '-'; v.remove_prefix(1); }
+  size_t dot = v.find('.');
+  std::string_view ip = v.substr(0, dot);
+  std::string_view fp = dot == std::string_view::npos ? std::string_view() : v.substr(dot + 1);
+  if (ip.empty() && fp.empty()) return false;
+  for (char c : ip) if (c < '0' || c > '9') return false;
+  for (char c : fp) if (c < '0' || c > '9') return false;
+  while (ip.size() > 1 && ip[0] == '0') ip.remove_prefix(1);
+  // Digits of the value scaled by 1000, as a string, then rounded on the 4th decimal.
+  std::string digits(ip.empty() ? "0" : std::string(ip));
+  for (size_t i = 0; i < 3; ++i) digits.push_back(i < fp.size() ? fp[i] : '0');
+  bool round_up = fp.size() > 3 && fp[3] >= '5';
+  if (round_up) {
+    int i = static_cast<int>(digits.size()) - 1;
+    while (i >= 0 && digits[i] == '9') digits[i--] = '0';
+    if (i < 0) digits.insert(digits.begin(), '1'); else ++digits[i];
+  }
+  std::string intpart = digits.substr(0, digits.size() - 3);
+  while (intpart.size() > 1 && intpart[0] == '0') intpart.erase(0, 1);
+  if (intpart.size() > 9) return false;
+  bool zero = intpart == "0" && digits.compare(digits.size() - 3, 3, "000") == 0;
+  out->clear();
+  if (neg && !zero) out->push_back('-');
+  out->append(intpart).push_back('.');
+  out->append(digits, digits.size() - 3, 3);
+  return true;
+}
+
+Status If021Mapper::CheckSettings(const GatewayInfo& gw) {
+  if (gw.dip_id.empty()) return InvalidArgument("[gateway] dip_id: is required to map D0036 to IF-021 (10 digits)");
+  if (gw.dip.role.empty()) return InvalidArgument("[dip] role: is required to map D0036 to IF-021 (e.g. SDS, ADS, UMSDS)");
+  return Status::Ok();
+}
+
+bool If021Mapper::Map(const DtnHeader& h, const DtnUnitView& unit, const std::string& origin, Event* out,
+                      DtnError* error) const {
+  std::vector<std::string_view> f101, f102, f103;
+  if (unit.ancestors.size() != 1 || unit.records.empty() || !SplitDtnRecord(unit.ancestors[0], &f101) ||
+      f101.size() != 4 || !SplitDtnRecord(unit.records[0].text, &f102) || f102.size() != 2) {
+    *error = DtnError{unit.line, "102: D0036 layout does not match the IF-021 mapping (101 -> 102 -> 103)"};
+    return false;
+  }
+  std::string_view mpan = f101[1], mqid = f101[2], date = f102[1];
+  std::string dist(mpan.substr(0, 2));
+  std::string gsp = GspGroupOfDistributor(dist);
+  if (gsp.empty()) {
+    *error = DtnError{unit.line - 1, "101 mpanCore: distributor id " + dist + " has no GSP group (" + std::string(mpan) + ")"};
+    return false;
+  }
+  auto dip = gw_.dip.distributor_dip_ids.find(dist);
+  const std::string& distributor_dip = dip != gw_.dip.distributor_dip_ids.end() ? dip->second : gw_.dip.default_distributor_dip_id;
+  if (distributor_dip.empty()) {
+    *error = DtnError{unit.line - 1, "101 mpanCore: no distributor DIP id configured for distributor " + dist +
+                                         " ([dip] distributor_dip_id." + dist + " or distributor_dip_id)"};
+    return false;
+  }
+  const int y = Num(date, 0, 4), mo = Num(date, 4, 2), d = Num(date, 6, 2);
+  const int64_t day_start = UkMidnightUtc(y, mo, d);
+
+  out->id = h.from_mpid + "-" + h.file_id + "-" + std::to_string(unit.index);
+  out->type = "IF-021";
+  out->event_code = (mqid == "AI" || mqid == "AE") ? "[ActivePower]" : "[ReactivePower]";
+  out->sender = Party{h.from_mpid, gw_.dip.role, gw_.dip_id};
+  out->recipients = {Party{h.to_mpid, h.to_role, ""}};
+  int cy = Num(h.created, 0, 4), cmo = Num(h.created, 4, 2), cd = Num(h.created, 6, 2);
+  int ch = Num(h.created, 8, 2), cmi = Num(h.created, 10, 2), cs = Num(h.created, 12, 2);
+  out->created_at = UkLocalToIsoOffset(cy, cmo, cd, ch, cmi, cs);
+  out->correlation_id = h.from_mpid + "-" + h.file_id;
+  out->origin = origin + ":" + std::to_string(unit.line);
+
+  std::string& p = out->payload;
+  p.clear();
+  p.reserve(4096);
+  p.append(R"({"CommonBlock":{"S0":{"interfaceID":"IF-021","schemaVersion":"011","eventCode":)");
+  AppendJsonString(&p, out->event_code);
+  p.append(R"(},"S1":{"environmentTag":)");
+  AppendJsonString(&p, gw_.environment);
+  p.append(R"(,"subText":null,"senderUniqueReference":)");
+  std::string ref = "S-IF-021-" + Hex10(out->id) + "-" + gw_.dip.role + "-" + std::string(date) + "-" + std::string(mpan) + std::string(mqid);
+  AppendJsonString(&p, ref);
+  p.append(R"(,"senderTimestamp":")");
+  // The file's creation time in UTC: deterministic, so the same file gives the same bytes.
+  int64_t created_local = DaysFromCivil(cy, cmo, cd) * 86400 + ch * 3600 + cmi * 60 + cs;
+  AppendUtc(IsBst(created_local - 3600) ? created_local - 3600 : created_local, &p);
+  p.append(R"(","senderDIPID":)");
+  AppendJsonString(&p, gw_.dip_id);
+  p.append(R"(,"senderRoleID":)");
+  AppendJsonString(&p, gw_.dip.role);
+  p.append(R"(,"senderCorrelationID":)");
+  AppendJsonString(&p, out->correlation_id);
+  p.append(R"(,"DIPConnectionProviderID":)");
+  if (gw_.dip.connection_provider_id.empty()) p.append("null"); else AppendJsonString(&p, gw_.dip.connection_provider_id);
+  p.append(R"(},"M0":{"MPANCore":)");
+  AppendJsonString(&p, mpan);
+  p.append(R"(,"distributorDIPID":)");
+  AppendJsonString(&p, distributor_dip);
+  p.append(R"(,"GSPGroupID":")").append(gsp);
+  p.append(R"("}},"CustomBlock":{"B044":{"issuingDataServiceDIPID":)");
+  AppendJsonString(&p, gw_.dip_id);
+  p.append(R"(},"B067":{"connectionTypeIndicator":")").append(gw_.dip.connection_type);
+  p.append(R"(","connectionTypeEffectiveFromDate":")");
+  if (gw_.dip.connection_type_from.empty()) {
+    p.append(date.substr(0, 4)).push_back('-');
+    p.append(date.substr(4, 2)).push_back('-');
+    p.append(date.substr(6, 2));
+  } else {
+    p.append(gw_.dip.connection_type_from);
+  }
+  p.append(R"(T00:00:00+00:00"},"B900":{"MQID":{"measurementQuantityID":")").append(mqid);
+  p.append(R"("},"settlementDayConsumptionPeriods":[)");
+  std::string day_json;
+  day_json.append(R"({"settlementDay":{"settlementDayDate":")");
+  day_json.append(date.substr(0, 4)).push_back('-');
+  day_json.append(date.substr(4, 2)).push_back('-');
+  day_json.append(date.substr(6, 2)).append(R"(T00:00:00+00:00","periodDuration":30},"consumptionPeriods":[)");
+  std::string v;
+  const size_t periods = unit.records.size() - 1;
+  for (size_t i = 0; i < periods; ++i) {
+    const DtnUnitView::Record& rec = unit.records[i + 1];
+    if (!SplitDtnRecord(rec.text, &f103) || f103.size() != 3) {
+      *error = DtnError{rec.line, "103: expected 2 fields"};
+      return false;
+    }
+    if (!FormatDecimal3(f103[2], &v)) {
+      *error = DtnError{rec.line, "103 consumption: IF-021 carries at most 9 integer digits (" + std::string(f103[2]) + ")"};
+      return false;
+    }
+    if (i % 48 == 0) {
+      if (i) p.append("]},");
+      p.append(day_json);
+    } else {
+      p.push_back(',');
+    }
+    p.append(R"({"sp":")");
+    AppendUtc(day_start + static_cast<int64_t>(i + 1) * 1800, &p);
+    p.append(R"(","v":")").append(v).append(R"(","q":")").append(f103[1]).append(R"(","e":null,"arc":null})");
+  }
+  p.append("]}]}}}");
+  return true;
+}
+
+}  // namespace gw::adapters
