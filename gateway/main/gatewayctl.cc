@@ -9,7 +9,9 @@
 #include <ctime>
 #include <iostream>
 
+#include "gw/adapters/dtn_encoder.h"
 #include "gw/adapters/dtn_events.h"
+#include "gw/envelope.h"
 #include "gw/config.h"
 #include "gw/connectors/builtin.h"
 #include "gw/fs.h"
@@ -37,6 +39,7 @@ constexpr const char* kUsage =
     "  check-config                validate the configuration and every connector section\n"
     "  check-file FILE...          validate DTN files; exit 1 when any is invalid\n"
     "  convert FILE                print a DTN file's events as JSON Lines envelopes\n"
+    "  convert --to-dtn FILE.jsonl write envelopes (JSON Lines) back as one DTN file\n"
     "\n"
     "COMMAND --help shows the command's own help.\n";
 
@@ -289,9 +292,50 @@ int CmdCheckConfig(const Ctx& ctx) {
   return 0;
 }
 
+int CmdToDtn(const Ctx& ctx, const std::string& path) {
+  auto cat = gw::adapters::FlowCatalogue::LoadDirectory(FlowDir(ctx));
+  if (!cat.ok()) return Err(EX_CONFIG, cat.status().message());
+  auto text = gw::ReadFile(path);
+  if (!text.ok()) return Err(1, text.status().message());
+  std::unique_ptr<gw::adapters::DtnFileWriter> writer;
+  gw::adapters::DtnFileHeader header;
+  size_t line_no = 0, start = 0;
+  const std::string& t = *text;
+  while (start < t.size()) {
+    size_t nl = t.find('\n', start);
+    std::string_view line(t.data() + start, (nl == std::string::npos ? t.size() : nl) - start);
+    start = nl == std::string::npos ? t.size() : nl + 1;
+    ++line_no;
+    if (line.empty()) continue;
+    auto e = gw::ParseEnvelope(line);
+    if (!e.ok()) return Err(1, path + ":" + std::to_string(line_no) + ": " + e.status().message());
+    gw::adapters::DtnFileHeader h = gw::adapters::DtnHeaderFor(*e);
+    if (h.flow.empty()) return Err(1, path + ":" + std::to_string(line_no) + ": event type " + e->type + " has no DTN form");
+    if (!writer) {
+      header = h;
+      if (header.file_id.empty()) header.file_id = "0000000001";
+      writer = std::make_unique<gw::adapters::DtnFileWriter>(*cat, header);
+    } else if (h.flow != header.flow || h.from_mpid != header.from_mpid || h.to_mpid != header.to_mpid) {
+      return Err(1, path + ":" + std::to_string(line_no) + ": one file takes one flow, sender and recipient (" + h.flow + " " +
+                        h.from_mpid + " -> " + h.to_mpid + " after " + header.flow + " " + header.from_mpid + " -> " +
+                        header.to_mpid + ")");
+    }
+    gw::Status s = writer->Add(*e);
+    if (!s.ok()) return Err(1, path + ":" + std::to_string(line_no) + ": " + s.message());
+  }
+  if (!writer) return Err(1, path + ": no events");
+  std::string out = writer->Finish();
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  return 0;
+}
+
 int CmdCheckFiles(const Ctx& ctx, const std::vector<std::string>& files, bool convert) {
+  if (convert && files.size() == 2 && files[0] == "--to-dtn") return CmdToDtn(ctx, files[1]);
   if (files.empty() || files[0] == "--help" || files[0] == "-h") {
-    std::cout << (convert ? "Usage: mhhs-gatewayctl convert FILE\nPrints each event as the JSON envelope published on the backbone, one per line.\n"
+    std::cout << (convert ? "Usage: mhhs-gatewayctl [--mapping dip|none] convert FILE...\n"
+                            "       mhhs-gatewayctl convert --to-dtn EVENTS.jsonl\n"
+                            "Prints each event as the JSON envelope published on the backbone, one per line;\n"
+                            "with --to-dtn, writes envelopes back as one DTN file (IF-021 as D0036).\n"
                           : "Usage: mhhs-gatewayctl check-file FILE...\nValidates DTN files against the flow catalogue; prints FILE:LINE: GROUP FIELD: reason (value).\n");
     return files.empty() ? EX_USAGE : 0;
   }
