@@ -129,8 +129,8 @@ bool SplitRecord(std::string_view line, std::vector<std::string_view>* out) { re
 class Run {
  public:
   Run(const FlowCatalogue& cat, const std::function<void(DtnUnit&&)>& on_unit,
-      const std::function<void(const DtnUnitView&)>& on_view, DtnResult* r)
-      : cat_(cat), on_unit_(on_unit), on_view_(on_view), r_(r) {}
+      const std::function<void(const DtnUnitView&)>& on_view, const DtnDecodeHooks& hooks, DtnResult* r)
+      : cat_(cat), on_unit_(on_unit), on_view_(on_view), hooks_(hooks), r_(r) {}
 
   void Go(std::string_view content);
 
@@ -169,6 +169,7 @@ class Run {
   const FlowCatalogue& cat_;
   const std::function<void(DtnUnit&&)>& on_unit_;
   const std::function<void(const DtnUnitView&)>& on_view_;
+  const DtnDecodeHooks& hooks_;
   DtnUnitView view_;
   bool in_view_ = false;
   DtnResult* r_;
@@ -405,7 +406,13 @@ void Run::Go(std::string_view content) {
   size_t pos = 0;
   int line = 0;
   bool have_header = false, have_trailer = false;
+  constexpr size_t kProgressEvery = 16 << 20;
+  size_t next_progress = kProgressEvery;
   while (pos < content.size()) {
+    if (pos >= next_progress && hooks_.progress) {
+      hooks_.progress(pos);
+      next_progress = pos + kProgressEvery;
+    }
     size_t nl = content.find('\n', pos);
     std::string_view text = content.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
     pos = nl == std::string_view::npos ? content.size() : nl + 1;
@@ -473,18 +480,20 @@ void Run::Go(std::string_view content) {
 
 }  // namespace
 
-DtnResult DtnDecoder::Decode(std::string_view content, const std::function<void(DtnUnit&&)>& on_unit) const {
+DtnResult DtnDecoder::Decode(std::string_view content, const std::function<void(DtnUnit&&)>& on_unit,
+                             const DtnDecodeHooks& hooks) const {
   DtnResult result;
   std::function<void(const DtnUnitView&)> none;
-  Run run(*catalogue_, on_unit, none, &result);
+  Run run(*catalogue_, on_unit, none, hooks, &result);
   run.Go(content);
   return result;
 }
 
-DtnResult DtnDecoder::DecodeViews(std::string_view content, const std::function<void(const DtnUnitView&)>& on_view) const {
+DtnResult DtnDecoder::DecodeViews(std::string_view content, const std::function<void(const DtnUnitView&)>& on_view,
+                                  const DtnDecodeHooks& hooks) const {
   DtnResult result;
   std::function<void(DtnUnit&&)> none;
-  Run run(*catalogue_, none, on_view, &result);
+  Run run(*catalogue_, none, on_view, hooks, &result);
   run.Go(content);
   return result;
 }

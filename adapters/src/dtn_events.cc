@@ -35,7 +35,8 @@ DtnResult DecodeDtnEvents(const DtnDecoder& decoder, std::string_view content, c
   bool have_header = PeekDtnHeader(content, &header);
   bool if021 = options.dip_mapping && have_header && header.flow == kD0036Flow;
   if (!if021) {
-    return decoder.Decode(content, [&](DtnUnit&& u) { on_event(MakeDtnEvent(header, std::move(u), origin)); });
+    return decoder.Decode(content, [&](DtnUnit&& u) { on_event(MakeDtnEvent(header, std::move(u), origin)); },
+                          options.hooks);
   }
   GatewayInfo none;
   If021Mapper mapper(options.gateway ? *options.gateway : none);
@@ -47,7 +48,7 @@ DtnResult DecodeDtnEvents(const DtnDecoder& decoder, std::string_view content, c
     DtnError err;
     if (mapper.Map(header, v, origin, &e, &err)) on_event(std::move(e));
     else mapping_errors.push_back(std::move(err));
-  });
+  }, options.hooks);
   if (!settings.ok() && r.ok()) r.errors.push_back(DtnError{0, "D0036 -> IF-021: " + settings.message()});
   for (DtnError& err : mapping_errors) {
     if (r.errors.size() < DtnDecoder::kMaxErrors) r.errors.push_back(std::move(err));

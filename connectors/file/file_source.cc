@@ -65,6 +65,12 @@ StatusOr<std::unique_ptr<Source>> FileSource::Create(const ConnectorContext& ctx
   std::string mapping = c.GetString("mapping", "dip");
   if (mapping != "dip" && mapping != "none") return c.Error("mapping", "must be dip or none (got \"" + mapping + "\")");
   o.dip_mapping = mapping == "dip";
+  auto stream_above = c.GetInt("stream_above_bytes", 64 << 20, 1024, int64_t{1} << 40);
+  if (!stream_above.ok()) return stream_above.status();
+  auto batch_events = c.GetInt("batch_events", 5000, 1, 1000000);
+  if (!batch_events.ok()) return batch_events.status();
+  o.stream_above_bytes = *stream_above;
+  o.batch_events = static_cast<int>(*batch_events);
   if (o.dip_mapping) {
     Status s = adapters::If021Mapper::CheckSettings(ctx.gateway);
     if (!s.ok()) {
@@ -180,12 +186,19 @@ void FileSource::Reject(const std::string& name, const std::string& errors) {
   if (!s.ok()) logger_.Error("cannot write errors for " + name + ": " + s.message());
 }
 
+FileSource::~FileSource() { EndStream(); }
+
 bool FileSource::Process(const std::string& name, SourceBatch* batch) {
   std::string path = claimed_dir() + "/" + name;
   auto mapped = MappedFile::Open(path);
   if (!mapped.ok()) {
     logger_.Error(mapped.status().message());
     Reject(name, name + ": " + mapped.status().message() + "\n");
+    return false;
+  }
+  if (static_cast<int64_t>(mapped->view().size()) > options_.stream_above_bytes) {
+    // Batches come from the stream (Poll takes them); nothing to hand over here.
+    StartStream(name, std::move(mapped.value()));
     return false;
   }
   std::vector<Event> events;
@@ -204,19 +217,111 @@ bool FileSource::Process(const std::string& name, SourceBatch* batch) {
   batch->unit = name;
   batch->checkpoint = name + " " + r.header.from_mpid + "-" + r.header.file_id;
   batch->token = next_token_++;
+  batch->last = true;
   return true;
 }
 
+bool FileSource::StartStream(const std::string& name, MappedFile map) {
+  auto owned = std::make_unique<MappedFile>(std::move(map));
+  const MappedFile* m = owned.get();
+  adapters::DtnEventOptions opts;
+  opts.dip_mapping = options_.dip_mapping;
+  opts.gateway = &gateway_;
+  opts.hooks.progress = [m](size_t offset) { m->Release(offset > (1 << 20) ? offset - (1 << 20) : 0); };
+  logger_.Info(name + ": " + std::to_string(m->view().size() >> 20) + " MiB, validating before streaming it");
+  // Pass 1: everything the second pass will do, keeping nothing, so the file is accepted or
+  // rejected whole before any of it is committed.
+  int64_t events = 0;
+  adapters::DtnResult r = adapters::DecodeDtnEvents(decoder_, m->view(), name_ + ":" + name, opts,
+                                                    [&](Event&&) { ++events; });
+  m->Release(m->view().size());
+  if (!r.ok()) {
+    std::string errors = adapters::FormatDtnErrors(name, r);
+    logger_.Warning("rejected " + name + ": " + std::to_string(r.errors.size()) + (r.errors_truncated ? "+" : "") +
+                    " error(s), first: " + errors.substr(0, errors.find('\n')));
+    owned.reset();
+    Reject(name, errors);
+    return false;
+  }
+  logger_.Info(name + ": valid, " + std::to_string(events) + " event(s); streaming in batches of " +
+               std::to_string(options_.batch_events));
+  stream_ = std::make_unique<Stream>();
+  Stream* st = stream_.get();
+  st->name = name;
+  st->map = std::move(owned);
+  st->events = events;
+  const size_t cap = static_cast<size_t>(options_.batch_events) * 2;
+  st->producer = std::thread([this, st, opts, cap]() {
+    adapters::DtnResult res = adapters::DecodeDtnEvents(
+        decoder_, st->map->view(), name_ + ":" + st->name, opts, [&](Event&& e) {
+          std::unique_lock<std::mutex> lock(st->mu);
+          st->cv.wait(lock, [&] { return st->queue.size() < cap || st->abort; });
+          if (st->abort) return;
+          st->queue.push_back(std::move(e));
+          st->cv.notify_all();
+        });
+    std::lock_guard<std::mutex> lock(st->mu);
+    st->result = std::move(res);
+    st->done = true;
+    st->cv.notify_all();
+  });
+  return true;
+}
+
+bool FileSource::TakeFromStream(SourceBatch* batch, std::chrono::milliseconds wait) {
+  Stream* st = stream_.get();
+  std::unique_lock<std::mutex> lock(st->mu);
+  const size_t want = static_cast<size_t>(options_.batch_events);
+  st->cv.wait_for(lock, wait, [&] { return st->queue.size() >= want || st->done; });
+  if (st->queue.empty() && !st->done) return false;
+  batch->events.clear();
+  size_t n = std::min(want, st->queue.size());
+  batch->events.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    batch->events.push_back(std::move(st->queue.front()));
+    st->queue.pop_front();
+  }
+  st->cv.notify_all();
+  batch->unit = st->name;
+  batch->token = next_token_++;
+  batch->last = st->done && st->queue.empty();
+  batch->checkpoint = batch->last ? st->name + " done" : "";
+  if (batch->last && !st->result.ok()) {
+    // Pass 1 accepted the file, so this means the file changed under us or memory failed.
+    logger_.Error(st->name + ": second pass found errors the first did not; the events committed so far stay: " +
+                  st->result.errors[0].message);
+  }
+  return true;
+}
+
+void FileSource::EndStream() {
+  if (!stream_) return;
+  {
+    std::lock_guard<std::mutex> lock(stream_->mu);
+    stream_->abort = true;
+  }
+  stream_->cv.notify_all();
+  if (stream_->producer.joinable()) stream_->producer.join();
+  stream_.reset();
+}
+
 StatusOr<bool> FileSource::Poll(SourceBatch* batch, std::chrono::milliseconds wait) {
+  if (retry_) {
+    *batch = *retry_;
+    retry_.reset();
+    return true;
+  }
   auto deadline = std::chrono::steady_clock::now() + wait;
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) return false;
     }
+    if (stream_) return TakeFromStream(batch, wait);
     std::string name = ClaimNext();
     if (!name.empty()) {
       if (Process(name, batch)) return true;
+      if (stream_) return TakeFromStream(batch, wait);
       continue;  // rejected; look for the next one
     }
     std::unique_lock<std::mutex> lock(mu_);
@@ -229,17 +334,27 @@ StatusOr<bool> FileSource::Poll(SourceBatch* batch, std::chrono::milliseconds wa
 
 void FileSource::Ack(const SourceBatch& batch, const Status& committed) {
   if (!committed.ok()) {
-    // Left in .claimed/: offered again by the next Poll().
+    // A streamed batch is offered again as it was; a whole file stays in .claimed/ and is
+    // decoded again on the next Poll().
+    if (stream_) retry_ = std::make_unique<SourceBatch>(batch);
     return;
   }
+  if (!batch.last) return;
+  if (stream_ && stream_->name == batch.unit) EndStream();
   auto moved = MoveInto(claimed_dir() + "/" + batch.unit, options_.archive, batch.unit);
   if (!moved.ok()) logger_.Error("cannot archive " + batch.unit + ": " + moved.status().message());
 }
 
 void FileSource::Stop() {
-  std::lock_guard<std::mutex> lock(mu_);
-  stopping_ = true;
-  cv_.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  if (stream_) {
+    std::lock_guard<std::mutex> lock(stream_->mu);
+    stream_->cv.notify_all();
+  }
 }
 
 }  // namespace gw::connectors::file

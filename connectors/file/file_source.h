@@ -11,7 +11,14 @@
 //
 // Config ([source.NAME]): directory, archive, rejected (required); format = dtn;
 // pattern (glob, default *); poll_ms (1000); settle_ms (1000); incomplete_after_s (300);
-// mapping = dip (D0036 files become IF-021 events) | none (every flow as its generic event).
+// mapping = dip (D0036 files become IF-021 events) | none (every flow as its generic event);
+// stream_above_bytes (64 MiB), batch_events (5000).
+//
+// Large files: a file above stream_above_bytes is validated whole first (nothing is kept),
+// then decoded again by a producer thread into a bounded queue and committed batch_events at
+// a time, so memory stays bounded whatever the file's size. It is archived after its last
+// batch commits; a crash part-way takes it again from the start and the journal absorbs the
+// events it already has.
 // Thread-safety: as Source (one caller thread; Stop() from any thread).
 #ifndef GW_CONNECTORS_FILE_FILE_SOURCE_H_
 #define GW_CONNECTORS_FILE_FILE_SOURCE_H_
@@ -24,7 +31,10 @@
 #include <mutex>
 #include <string>
 
+#include <thread>
+
 #include "gw/adapters/dtn_decoder.h"
+#include "gw/fs.h"
 #include "mhhs/connector.h"
 
 namespace gw::connectors::file {
@@ -38,6 +48,8 @@ struct FileSourceOptions {
   std::chrono::milliseconds settle{1000};
   std::chrono::seconds incomplete_after{300};
   bool dip_mapping = true;  // mapping = dip | none
+  int64_t stream_above_bytes = 64 << 20;  // larger files are validated first, then streamed
+  int batch_events = 5000;                // events per committed batch of a streamed file
 };
 
 class FileSource : public Source {
@@ -45,6 +57,7 @@ class FileSource : public Source {
   // Reads and checks the section; loads the flow catalogue.
   static StatusOr<std::unique_ptr<Source>> Create(const ConnectorContext& ctx);
 
+  ~FileSource() override;
   FileSource(std::string name, FileSourceOptions options, std::shared_ptr<const adapters::FlowCatalogue> catalogue,
              const GatewayInfo& gateway, Logger& logger);
 
@@ -63,8 +76,14 @@ class FileSource : public Source {
   void Scan();
   // Returns the next claimed file name to process, or "" when none is ready.
   std::string ClaimNext();
-  // Decodes the claimed file; true with `batch` filled, false when it was rejected.
+  // Decodes the claimed file; true with `batch` filled, false when it was rejected or is
+  // being streamed (then stream_ is set).
   bool Process(const std::string& name, SourceBatch* batch);
+  // Validates a large claimed file and starts streaming it; false when it was rejected.
+  bool StartStream(const std::string& name, MappedFile map);
+  // Fills `batch` from the stream; false when nothing is ready within `wait`.
+  bool TakeFromStream(SourceBatch* batch, std::chrono::milliseconds wait);
+  void EndStream();
   void Reject(const std::string& name, const std::string& errors);
   std::string claimed_dir() const { return options_.directory + "/.claimed"; }
 
@@ -77,6 +96,23 @@ class FileSource : public Source {
   std::deque<std::string> ready_;
   std::chrono::steady_clock::time_point next_scan_{};
   uint64_t next_token_ = 1;
+
+  // The large file being streamed, if any.
+  struct Stream {
+    std::string name;
+    std::unique_ptr<MappedFile> map;
+    std::thread producer;
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<Event> queue;
+    bool done = false;
+    bool abort = false;
+    adapters::DtnResult result;
+    int64_t events = 0;
+  };
+  std::unique_ptr<Stream> stream_;
+  // A batch whose commit failed, offered again as it was.
+  std::unique_ptr<SourceBatch> retry_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -156,6 +156,13 @@ StatusOr<MappedFile> MappedFile::Open(const std::string& path) {
   return MappedFile(p, static_cast<size_t>(st.st_size));
 }
 
+void MappedFile::Release(size_t offset) const {
+  if (data_ == nullptr) return;
+  size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  size_t len = std::min(offset, size_) / page * page;
+  if (len > 0) ::madvise(data_, len, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
   if (data_ != nullptr) ::munmap(data_, size_);
 }

@@ -43,6 +43,9 @@ class MappedFile {
   MappedFile(const MappedFile&) = delete;
   ~MappedFile();
   std::string_view view() const { return std::string_view(static_cast<const char*>(data_), size_); }
+  // Lets the kernel drop the pages before `offset` from this process's memory; reading them
+  // again is still valid (they come back from the file).
+  void Release(size_t offset) const;
 
  private:
   MappedFile(void* data, size_t size) : data_(data), size_(size) {}

@@ -21,7 +21,7 @@ const char kValid[] =
 
 class FileSourceTest : public ::testing::Test {
  protected:
-  std::unique_ptr<Source> Make(const std::string& extra = "") {
+  std::unique_ptr<Source> Make(const std::string& extra = "", bool streaming = false) {
     section_ = ConfigSection("test.ini", "source.inbox", 1);
     section_.Add("directory", dir_ / "inbox", 2);
     section_.Add("archive", dir_ / "archive", 3);
@@ -29,6 +29,10 @@ class FileSourceTest : public ::testing::Test {
     section_.Add("settle_ms", "0", 5);
     section_.Add("poll_ms", "10", 6);
     if (!extra.empty()) section_.Add("incomplete_after_s", extra, 7);
+    if (streaming) {
+      section_.Add("stream_above_bytes", "1024", 8);
+      section_.Add("batch_events", "7", 9);
+    }
     info_.flow_dir = gw::testing::SourceDir() + "/config/flows";
     ConnectorContext ctx{"inbox", section_, info_, logger_};
     auto s = FileSource::Create(ctx);
@@ -142,6 +146,63 @@ TEST_F(FileSourceTest, SameNameDroppedTwiceIsArchivedUnderANewName) {
     src->Ack(b, Status::Ok());
   }
   EXPECT_EQ(FilesIn(dir_ / "archive"), (std::vector<std::string>{"a.uff", "a.uff.1"}));
+}
+
+std::string ManyMpans(int n, bool broken_last = false) {
+  std::string s = "ZHV|0000000009|D0010002|D|UDMS|X|MRCY|20160302153151||||OPER|\n";
+  for (int i = 0; i < n; ++i) {
+    char mpan[16];
+    std::snprintf(mpan, sizeof mpan, "%013d", 7000000 + i);
+    s += std::string("026|") + (broken_last && i == n - 1 ? "BAD" : mpan) + "|V|\n028|M1|D|\n030|S|20160222000000|1.0|||T|N|\n";
+  }
+  s += "ZPT|0000000009|" + std::to_string(3 * n) + "||" + std::to_string(n) + "|20160302154650|\n";
+  return s;
+}
+
+TEST_F(FileSourceTest, LargeFileIsStreamedInBatchesAndArchivedAfterTheLast) {
+  auto src = Make("", /*streaming=*/true);
+  WriteFile(dir_ / "inbox/big.uff", ManyMpans(50));
+  std::vector<std::string> ids;
+  int batches = 0;
+  bool failed_once = false;
+  for (;;) {
+    SourceBatch b;
+    auto r = src->Poll(&b, std::chrono::seconds(2));
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE(*r) << "stream stalled after " << batches << " batches";
+    EXPECT_LE(b.events.size(), 7u);
+    if (batches == 3 && !failed_once) {
+      // A failed commit in the middle: the same batch comes back.
+      failed_once = true;
+      std::string first = b.events.front().id;
+      src->Ack(b, Unavailable("disk full"));
+      SourceBatch again;
+      ASSERT_TRUE(*src->Poll(&again, std::chrono::seconds(2)));
+      EXPECT_EQ(again.events.front().id, first);
+      b = std::move(again);
+    }
+    ++batches;
+    for (const Event& e : b.events) ids.push_back(e.id);
+    if (!b.last) EXPECT_TRUE(FilesIn(dir_ / "archive").empty()) << "archived before the last batch";
+    src->Ack(b, Status::Ok());
+    if (b.last) break;
+  }
+  EXPECT_EQ(batches, 8);
+  ASSERT_EQ(ids.size(), 50u);
+  EXPECT_EQ(ids.front(), "UDMS-0000000009-1");
+  EXPECT_EQ(ids.back(), "UDMS-0000000009-50");
+  EXPECT_EQ(FilesIn(dir_ / "archive"), std::vector<std::string>{"big.uff"});
+}
+
+TEST_F(FileSourceTest, LargeInvalidFileIsRejectedBeforeAnythingIsEmitted) {
+  auto src = Make("", /*streaming=*/true);
+  WriteFile(dir_ / "inbox/big.uff", ManyMpans(50, /*broken_last=*/true));
+  SourceBatch b;
+  auto r = src->Poll(&b, std::chrono::milliseconds(500));
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(*r) << "no batch of a file that turns out invalid";
+  EXPECT_EQ(FilesIn(dir_ / "rejected"), (std::vector<std::string>{"big.uff", "big.uff.errors.txt"}));
+  EXPECT_EQ(ReadFileOrEmpty(dir_ / "rejected/big.uff.errors.txt"), "big.uff:149: 026 mpanCore: expected exactly 13 digits (BAD)\n");
 }
 
 TEST(FileSourceConfigTest, MissingDirectoryKeyIsNamed) {

@@ -69,6 +69,12 @@ struct DtnResult {
   bool ok() const { return errors.empty(); }
 };
 
+// Optional observers of a decode run.
+struct DtnDecodeHooks {
+  // Called about every 16 MiB with the byte offset reached (for releasing mapped pages).
+  std::function<void(size_t)> progress;
+};
+
 class DtnDecoder {
  public:
   static constexpr size_t kMaxErrors = 100;
@@ -78,11 +84,13 @@ class DtnDecoder {
   // Validates `content`. When `on_unit` is set, also builds each event group's payload and
   // hands it over as soon as the group is complete; once an error is found no more units are
   // handed over, so a caller that needs all-or-nothing collects them and checks ok() at the end.
-  DtnResult Decode(std::string_view content, const std::function<void(DtnUnit&&)>& on_unit) const;
+  DtnResult Decode(std::string_view content, const std::function<void(DtnUnit&&)>& on_unit,
+                   const DtnDecodeHooks& hooks = DtnDecodeHooks()) const;
 
   // The same validation, handing each complete event group over as raw records instead of
   // JSON (no payload is built). Same all-or-nothing rule as above.
-  DtnResult DecodeViews(std::string_view content, const std::function<void(const DtnUnitView&)>& on_view) const;
+  DtnResult DecodeViews(std::string_view content, const std::function<void(const DtnUnitView&)>& on_view,
+                        const DtnDecodeHooks& hooks = DtnDecodeHooks()) const;
 
   const FlowCatalogue& catalogue() const { return *catalogue_; }
 

@@ -24,6 +24,7 @@ struct DtnEventOptions {
   // generic D-flow events. Needs `gateway` with [gateway] dip_id and [dip] role.
   bool dip_mapping = true;
   const GatewayInfo* gateway = nullptr;
+  DtnDecodeHooks hooks;
 };
 
 // Decodes a whole file and hands each event to `on_event` as soon as its group is complete.

@@ -64,6 +64,7 @@ struct SourceBatch {
   std::string checkpoint;  // stored with the events in the same transaction; "" keeps the old one
   std::string unit;        // what the batch came from, for logs and the trace (a file name)
   uint64_t token = 0;      // the source's own, handed back in Ack()
+  bool last = true;        // false when more batches of the same unit follow (a large file)
 };
 
 class Source {
