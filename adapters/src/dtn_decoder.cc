@@ -397,10 +397,8 @@ void Run::Go(std::string_view content) {
     Error(0, "empty file");
     return;
   }
-  if (content.find('\0') != std::string_view::npos) {
-    Error(0, "binary file (contains NUL bytes); a DTN file is text");
-    return;
-  }
+  // NUL bytes are looked for line by line below, not in a pass of their own, so that a large
+  // mapped file is read once, front to back, and its pages can be released behind the decoder.
   std::vector<std::string_view> fields;
   fields.reserve(16);
   size_t pos = 0;
@@ -426,6 +424,10 @@ void Run::Go(std::string_view content) {
     auto bad = std::find_if(text.begin(), text.end(), [](char c) {
       return static_cast<unsigned char>(c) >= 0x80 || (static_cast<unsigned char>(c) < 0x20 && c != '\t');
     });
+    if (bad != text.end() && *bad == '\0') {
+      Error(line, "binary file (contains NUL bytes); a DTN file is text");
+      return;
+    }
     if (bad != text.end()) {
       char hex[8];
       std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(*bad));

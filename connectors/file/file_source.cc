@@ -250,7 +250,7 @@ bool FileSource::StartStream(const std::string& name, MappedFile map) {
   st->name = name;
   st->map = std::move(owned);
   st->events = events;
-  const size_t cap = static_cast<size_t>(options_.batch_events) * 2;
+  const size_t cap = static_cast<size_t>(options_.batch_events);
   st->producer = std::thread([this, st, opts, cap]() {
     adapters::DtnResult res = adapters::DecodeDtnEvents(
         decoder_, st->map->view(), name_ + ":" + st->name, opts, [&](Event&& e) {

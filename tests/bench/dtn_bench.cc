@@ -99,6 +99,7 @@ void Stream(double gb) {
   std::printf("\nwriting a %.1f GB D0036 file...\n", gb);
   int64_t events = WriteCorpus(inbox + "/big.uff", static_cast<int64_t>(gb * 1e9));
   long base = RssKb("VmRSS:");
+  std::printf("after writing: VmRSS %ld kB, VmHWM %ld kB\n", base, RssKb("VmHWM:"));
   gw::ConfigSection sec("bench.ini", "source.inbox", 1);
   sec.Add("directory", inbox, 2);
   sec.Add("archive", dir / "archive", 3);

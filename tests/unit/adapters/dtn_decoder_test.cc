@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "gw/adapters/dtn_events.h"
 #include "tests/support/test_support.h"
 
@@ -166,7 +168,7 @@ TEST(DtnDecoderTest, RecordBeforeAnyParentIsAnError) {
 TEST(DtnDecoderTest, EmptyAndBinaryFilesAreClearErrors) {
   EXPECT_EQ(Messages(Decode("")), std::vector<std::string>{"0: empty file"});
   EXPECT_EQ(Messages(Decode(std::string("ZHV|\0\0\x01", 7))),
-            std::vector<std::string>{"0: binary file (contains NUL bytes); a DTN file is text"});
+            std::vector<std::string>{"1: binary file (contains NUL bytes); a DTN file is text"});
 }
 
 TEST(DtnDecoderTest, NonAsciiByteIsReportedWithItsColumn) {
@@ -237,6 +239,55 @@ TEST(FlowCatalogueTest, BadDefinitionNamesFileLineAndKey) {
   auto parent = FlowCatalogue::ParseFlow("[flow]\nid = D0010002\nevent_group = 026\n[group.026]\nname = x\nparent = 999\nfield = a text 3 M\n", "y.flow");
   ASSERT_FALSE(parent.ok());
   EXPECT_EQ(parent.status().message(), "y.flow:6: [group.026] parent: no group 999");
+}
+
+}  // namespace
+}  // namespace gw::adapters
+
+#include <sys/mman.h>
+
+namespace gw::adapters {
+namespace {
+
+// Regression: a look for NUL bytes over the whole content before decoding touched every page
+// of a mapped file at once, so a 2 GB file cost 2 GB of resident memory. The decoder must read
+// front to back: here the bytes beyond what progress() has reported (plus a window) are not
+// even readable, and decoding must still succeed.
+TEST(DtnDecoderTest, ReadsFrontToBackWithinTheProgressWindow) {
+  std::string text = "ZHV|0000000036|D0036001|C|HHDC|X|SUPP|20261026080000||||OPER|\n";
+  int records = 0, mpans = 0;
+  while (text.size() < (80u << 20)) {
+    char mpan[16];
+    std::snprintf(mpan, sizeof mpan, "19%011d", mpans++);
+    text += std::string("101|") + mpan + "|AI|SUPP|\n102|20260715|\n";
+    records += 2;
+    for (int i = 0; i < 48; ++i, ++records) text += "103|A|0.250|\n";
+  }
+  text += "ZPT|0000000036|" + std::to_string(records) + "||" + std::to_string(mpans) + "|20261026080001|\n";
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t len = (text.size() + page - 1) / page * page;
+  char* mem = static_cast<char*>(mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(mem, MAP_FAILED);
+  std::memcpy(mem, text.data(), text.size());
+  const size_t window = 24 << 20;
+  size_t readable = window;
+  ASSERT_EQ(mprotect(mem + readable, len - readable, PROT_NONE), 0);
+  DtnDecodeHooks hooks;
+  int calls = 0;
+  hooks.progress = [&](size_t offset) {
+    ++calls;
+    size_t want = std::min(len, (offset + window) / page * page);
+    if (want > readable) {
+      ASSERT_EQ(mprotect(mem + readable, want - readable, PROT_READ), 0);
+      readable = want;
+    }
+  };
+  DtnDecoder d(Catalogue());
+  std::function<void(DtnUnit&&)> none;
+  DtnResult r = d.Decode(std::string_view(mem, text.size()), none, hooks);
+  EXPECT_TRUE(r.ok()) << (r.errors.empty() ? "" : r.errors[0].message);
+  EXPECT_GE(calls, 4);
+  munmap(mem, len);
 }
 
 }  // namespace
