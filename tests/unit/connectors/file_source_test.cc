@@ -183,7 +183,9 @@ TEST_F(FileSourceTest, LargeFileIsStreamedInBatchesAndArchivedAfterTheLast) {
     }
     ++batches;
     for (const Event& e : b.events) ids.push_back(e.id);
-    if (!b.last) EXPECT_TRUE(FilesIn(dir_ / "archive").empty()) << "archived before the last batch";
+    if (!b.last) {
+      EXPECT_TRUE(FilesIn(dir_ / "archive").empty()) << "archived before the last batch";
+    }
     src->Ack(b, Status::Ok());
     if (b.last) break;
   }
