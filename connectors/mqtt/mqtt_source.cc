@@ -1,0 +1,234 @@
+#include "connectors/mqtt/mqtt_source.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <random>
+#include <thread>
+#include <sstream>
+
+#include "gw/envelope.h"
+#include "gw/fs.h"
+
+namespace gw::connectors::mqtt {
+namespace {
+
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  std::istringstream in(s);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    size_t b = item.find_first_not_of(" \t");
+    size_t e = item.find_last_not_of(" \t");
+    if (b != std::string::npos) out.push_back(item.substr(b, e - b + 1));
+  }
+  return out;
+}
+
+}  // namespace
+
+Status ReadTlsOptions(const ConfigSection& c, WireOptions* w) {
+  w->ca_file = c.GetString("ca_file", "");
+  w->cert_file = c.GetString("cert_file", "");
+  w->key_file = c.GetString("key_file", "");
+  auto verify = c.GetBool("verify_hostname", true);
+  if (!verify.ok()) return verify.status();
+  w->verify_hostname = *verify;
+  if (w->cert_file.empty() != w->key_file.empty()) return c.Error("key_file", "cert_file and key_file go together");
+  for (const char* key : {"ca_file", "cert_file", "key_file"}) {
+    std::string path = c.GetString(key, "");
+    if (!path.empty() && ::access(path.c_str(), R_OK) != 0) return c.Error(key, "cannot read " + path);
+  }
+  w->username = c.GetString("username", "");
+  std::string pw_file = c.GetString("password_file", "");
+  if (!pw_file.empty()) {
+    auto pw = ReadFile(pw_file);
+    if (!pw.ok()) return c.Error("password_file", pw.status().message());
+    std::string p = *pw;
+    while (!p.empty() && (p.back() == '\n' || p.back() == '\r')) p.pop_back();
+    w->password = p;
+  }
+  return Status::Ok();
+}
+
+StatusOr<std::unique_ptr<Source>> MqttSource::Create(const ConnectorContext& ctx) {
+  const ConfigSection& c = ctx.config;
+  MqttSourceOptions o;
+  auto uri = c.GetRequired("uri");
+  if (!uri.ok()) return uri.status();
+  o.uris = SplitList(*uri);
+  bool any_tls = false;
+  for (const std::string& u : o.uris) {
+    std::string host;
+    int port = 0;
+    bool tls = false;
+    Status s = ParseBrokerUri(u, &host, &port, &tls);
+    if (!s.ok()) return c.Error("uri", s.message());
+    any_tls |= tls;
+  }
+  auto id = c.GetRequired("client_id");
+  if (!id.ok()) return id.status();
+  o.wire.client_id = *id;
+  auto topics = c.GetRequired("topics");
+  if (!topics.ok()) return topics.status();
+  o.topics = SplitList(*topics);
+  auto qos = c.GetInt("qos", 1, 1, 2);
+  if (!qos.ok()) return c.Error("qos", "must be 1 or 2: QoS 0 can be lost");
+  o.qos = static_cast<int>(*qos);
+  std::string protocol = c.GetString("protocol", "3.1.1");
+  if (protocol == "3.1.1") o.wire.version = 4;
+  else if (protocol == "5") o.wire.version = 5;
+  else return c.Error("protocol", "must be 3.1.1 or 5 (got \"" + protocol + "\")");
+  auto clean = c.GetBool("clean_session", false);
+  if (!clean.ok()) return clean.status();
+  o.wire.clean_session = *clean;
+  auto ka = c.GetInt("keepalive_s", 30, 2, 3600);
+  if (!ka.ok()) return ka.status();
+  o.wire.keepalive = std::chrono::seconds(*ka);
+  auto ct = c.GetInt("connect_timeout_s", 10, 1, 600);
+  if (!ct.ok()) return ct.status();
+  o.wire.connect_timeout = std::chrono::seconds(*ct);
+  GW_RETURN_IF_ERROR(ReadTlsOptions(c, &o.wire));
+  if (!any_tls && (!o.wire.ca_file.empty() || !o.wire.cert_file.empty())) {
+    return c.Error("uri", "ca_file/cert_file are set but no URI uses ssl://");
+  }
+  auto batch = c.GetInt("max_batch", 1000, 1, 100000);
+  if (!batch.ok()) return batch.status();
+  o.max_batch = static_cast<int>(*batch);
+  auto bw = c.GetInt("batch_wait_ms", 20, 0, 10000);
+  if (!bw.ok()) return bw.status();
+  o.batch_wait = std::chrono::milliseconds(*bw);
+  auto maxb = c.GetInt("max_message_bytes", 1 << 20, 256, 256 << 20);
+  if (!maxb.ok()) return maxb.status();
+  o.max_message_bytes = static_cast<size_t>(*maxb);
+  auto rmax = c.GetInt("reconnect_max_ms", 30000, 100, 3600000);
+  if (!rmax.ok()) return rmax.status();
+  o.reconnect_max = std::chrono::milliseconds(*rmax);
+  return std::unique_ptr<Source>(new MqttSource(ctx.name, std::move(o), ctx.logger));
+}
+
+MqttSource::MqttSource(std::string name, MqttSourceOptions options, Logger& logger)
+    : name_(std::move(name)), options_(std::move(options)), logger_(logger) {}
+
+Status MqttSource::Start(const std::string&) {
+  Status s = EnsureConnected();
+  if (!s.ok() && s.code() != StatusCode::kUnavailable) return s;  // refused credentials, bad TLS files
+  if (!s.ok()) logger_.Warning(s.message() + "; will keep trying");
+  return Status::Ok();
+}
+
+Status MqttSource::EnsureConnected() {
+  if (client_ && client_->connected()) return Status::Ok();
+  auto now = std::chrono::steady_clock::now();
+  if (now < next_connect_) return Unavailable("not connected (next attempt pending)");
+  // Fail over in order: each attempt takes the next URI.
+  const std::string& uri = options_.uris[uri_index_ % options_.uris.size()];
+  WireOptions w = options_.wire;
+  Status s = ParseBrokerUri(uri, &w.host, &w.port, &w.tls);
+  if (s.ok()) {
+    client_ = std::make_unique<WireClient>(w);
+    s = client_->Connect();
+    if (s.ok()) s = client_->Subscribe(options_.topics, options_.qos);
+  }
+  if (!s.ok()) {
+    ++failures_;
+    ++uri_index_;
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    int64_t cap = std::min<int64_t>(options_.reconnect_max.count(), 250LL << std::min(failures_, 16));
+    next_connect_ = now + std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(0, cap)(rng));
+    if (client_) client_->Close();
+    return s;
+  }
+  logger_.Notice("subscribed to " + uri + " (" + std::to_string(options_.topics.size()) + " filter(s), session " +
+                 (client_->session_present() ? "resumed" : "new") + ")");
+  failures_ = 0;
+  // Messages handed out but not acknowledged before the reconnect will come again.
+  unacked_.clear();
+  return Status::Ok();
+}
+
+StatusOr<bool> MqttSource::Poll(SourceBatch* batch, std::chrono::milliseconds wait) {
+  if (retry_) {
+    *batch = *retry_;
+    retry_.reset();
+    return true;
+  }
+  if (stopping_) return false;
+  Status s = EnsureConnected();
+  if (!s.ok()) {
+    if (s.message().find("next attempt pending") != std::string::npos) {
+      std::this_thread::sleep_for(std::min(wait, std::chrono::milliseconds(100)));
+      return false;
+    }
+    return s;
+  }
+  batch->events.clear();
+  unacked_.clear();
+  auto first_deadline = std::chrono::steady_clock::now() + wait;
+  std::chrono::steady_clock::time_point batch_deadline{};
+  InboundMessage m;
+  while (static_cast<int>(unacked_.size()) < options_.max_batch && !stopping_) {
+    auto now = std::chrono::steady_clock::now();
+    auto until = unacked_.empty() ? first_deadline : batch_deadline;
+    if (now >= until && !unacked_.empty()) break;
+    auto r = client_->Receive(&m, std::chrono::duration_cast<std::chrono::milliseconds>(std::max(until - now, std::chrono::steady_clock::duration::zero())));
+    if (!r.ok()) {
+      logger_.Warning(r.status().message() + "; reconnecting");
+      client_->Close();
+      unacked_.clear();
+      batch->events.clear();
+      return false;
+    }
+    if (!*r) break;
+    if (unacked_.empty()) batch_deadline = std::chrono::steady_clock::now() + options_.batch_wait;
+    std::string reason;
+    if (m.payload.size() > options_.max_message_bytes) {
+      reason = "message of " + std::to_string(m.payload.size()) + " bytes exceeds max_message_bytes";
+    } else {
+      auto e = ParseEnvelope(m.payload);
+      if (e.ok()) {
+        e->origin = name_ + ":" + m.topic;
+        batch->events.push_back(std::move(e.value()));
+      } else {
+        reason = e.status().message();
+      }
+    }
+    if (!reason.empty()) {
+      uint64_t suppressed = 0;
+      if (bad_limiter_.Allow(&suppressed)) {
+        logger_.Warning("dropped a message on " + m.topic + ": " + reason +
+                        (suppressed ? " (" + std::to_string(suppressed) + " more dropped)" : ""));
+      }
+    }
+    unacked_.push_back(std::move(m));
+    m = InboundMessage();
+  }
+  if (unacked_.empty()) return false;
+  batch->unit = name_ + ": " + std::to_string(unacked_.size()) + " message(s)";
+  batch->token = ++batch_token_;
+  batch->last = true;
+  return true;
+}
+
+void MqttSource::Ack(const SourceBatch& batch, const Status& committed) {
+  if (!committed.ok()) {
+    // Kept in hand and offered again; the broker holds them unacknowledged meanwhile.
+    retry_ = std::make_unique<SourceBatch>(batch);
+    return;
+  }
+  if (batch.token != batch_token_ || !client_ || !client_->connected()) return;  // redelivered after reconnect
+  for (const InboundMessage& m : unacked_) {
+    Status s = client_->Ack(m);
+    if (!s.ok()) {
+      logger_.Warning("cannot acknowledge: " + s.message() + " (the broker will send them again)");
+      break;
+    }
+  }
+  unacked_.clear();
+}
+
+void MqttSource::Stop() {
+  stopping_ = true;
+}
+
+}  // namespace gw::connectors::mqtt

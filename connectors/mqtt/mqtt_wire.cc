@@ -1,0 +1,451 @@
+#include "connectors/mqtt/mqtt_wire.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace gw::connectors::mqtt {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void PutU16(std::string* out, uint16_t v) {
+  out->push_back(static_cast<char>(v >> 8));
+  out->push_back(static_cast<char>(v & 0xFF));
+}
+void PutU32(std::string* out, uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) out->push_back(static_cast<char>((v >> s) & 0xFF));
+}
+void PutStr(std::string* out, const std::string& s) {
+  PutU16(out, static_cast<uint16_t>(s.size()));
+  out->append(s);
+}
+void PutVarint(std::string* out, size_t v) {
+  do {
+    uint8_t b = v % 128;
+    v /= 128;
+    if (v > 0) b |= 0x80;
+    out->push_back(static_cast<char>(b));
+  } while (v > 0);
+}
+std::string Packet(uint8_t type, const std::string& body) {
+  std::string p(1, static_cast<char>(type));
+  PutVarint(&p, body.size());
+  p += body;
+  return p;
+}
+// Reads a variable byte integer from `s` at `*pos`; false when malformed.
+bool GetVarint(const std::string& s, size_t* pos, size_t* v) {
+  *v = 0;
+  for (int i = 0, shift = 0; i < 4; ++i, shift += 7) {
+    if (*pos >= s.size()) return false;
+    uint8_t b = static_cast<uint8_t>(s[(*pos)++]);
+    *v |= static_cast<size_t>(b & 0x7F) << shift;
+    if (!(b & 0x80)) return true;
+  }
+  return false;
+}
+bool GetU16(const std::string& s, size_t* pos, uint16_t* v) {
+  if (*pos + 2 > s.size()) return false;
+  *v = static_cast<uint16_t>((static_cast<uint8_t>(s[*pos]) << 8) | static_cast<uint8_t>(s[*pos + 1]));
+  *pos += 2;
+  return true;
+}
+
+std::string SslErrors() {
+  std::string out;
+  while (unsigned long e = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out.empty() ? "unknown TLS error" : out;
+}
+
+const char* ConnackReason(int version, int code) {
+  if (version == 4) {
+    switch (code) {
+      case 1: return "unacceptable protocol version";
+      case 2: return "client id rejected";
+      case 3: return "server unavailable";
+      case 4: return "bad user name or password";
+      case 5: return "not authorised";
+    }
+    return "refused";
+  }
+  switch (code) {
+    case 0x84: return "unsupported protocol version";
+    case 0x85: return "client id not valid";
+    case 0x86: return "bad user name or password";
+    case 0x87: return "not authorised";
+    case 0x88: return "server unavailable";
+    case 0x89: return "server busy";
+    case 0x8A: return "banned";
+  }
+  return "refused";
+}
+
+}  // namespace
+
+Status ParseBrokerUri(const std::string& uri, std::string* host, int* port, bool* tls) {
+  size_t sep = uri.find("://");
+  if (sep == std::string::npos) return InvalidArgument("expected SCHEME://HOST:PORT (got \"" + uri + "\")");
+  std::string scheme = uri.substr(0, sep);
+  if (scheme == "tcp" || scheme == "mqtt") *tls = false;
+  else if (scheme == "ssl" || scheme == "mqtts" || scheme == "tls") *tls = true;
+  else return InvalidArgument("unsupported scheme \"" + scheme + "\" (tcp, mqtt, ssl, mqtts)");
+  std::string rest = uri.substr(sep + 3);
+  size_t colon = rest.rfind(':');
+  if (colon == std::string::npos) {
+    *host = rest;
+    *port = *tls ? 8883 : 1883;
+  } else {
+    *host = rest.substr(0, colon);
+    char* end = nullptr;
+    long p = std::strtol(rest.c_str() + colon + 1, &end, 10);
+    if (*end != '\0' || p <= 0 || p > 65535) return InvalidArgument("bad port in \"" + uri + "\"");
+    *port = static_cast<int>(p);
+  }
+  if (host->size() > 2 && host->front() == '[' && host->back() == ']') *host = host->substr(1, host->size() - 2);
+  if (host->empty()) return InvalidArgument("no host in \"" + uri + "\"");
+  return Status::Ok();
+}
+
+WireClient::WireClient(WireOptions options) : options_(std::move(options)) {}
+
+WireClient::~WireClient() { Close(); }
+
+std::string WireClient::Where() const {
+  return (options_.tls ? "ssl://" : "tcp://") + options_.host + ":" + std::to_string(options_.port);
+}
+
+Status WireClient::Fail(const std::string& what) {
+  Status s = Unavailable(Where() + ": " + what);
+  if (ssl_) { SSL_free(ssl_); ssl_ = nullptr; }
+  if (ctx_) { SSL_CTX_free(ctx_); ctx_ = nullptr; }
+  if (fd_ >= 0) { ::close(fd_); fd_ = -1; }
+  return s;
+}
+
+void WireClient::Close() {
+  if (fd_ >= 0) {
+    std::string d = options_.version == 5 ? std::string("\xE0\x01\x00", 3) : std::string("\xE0\x00", 2);
+    (void)SendAll(d);
+  }
+  if (ssl_) { SSL_shutdown(ssl_); SSL_free(ssl_); ssl_ = nullptr; }
+  if (ctx_) { SSL_CTX_free(ctx_); ctx_ = nullptr; }
+  if (fd_ >= 0) { ::close(fd_); fd_ = -1; }
+}
+
+Status WireClient::StartTls() {
+  ctx_ = SSL_CTX_new(TLS_client_method());
+  if (!ctx_) return Fail("cannot create a TLS context: " + SslErrors());
+  SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
+  SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+  if (!options_.ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx_, options_.ca_file.c_str(), nullptr) != 1) {
+      return Fail("cannot load CA file " + options_.ca_file + ": " + SslErrors());
+    }
+  } else if (SSL_CTX_set_default_verify_paths(ctx_) != 1) {
+    return Fail("cannot load the system trust store: " + SslErrors());
+  }
+  if (!options_.cert_file.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(ctx_, options_.cert_file.c_str()) != 1) {
+      return Fail("cannot load client certificate " + options_.cert_file + ": " + SslErrors());
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx_, options_.key_file.c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx_) != 1) {
+      return Fail("cannot load client key " + options_.key_file + ": " + SslErrors());
+    }
+  }
+  ssl_ = SSL_new(ctx_);
+  if (!ssl_) return Fail("cannot create a TLS session: " + SslErrors());
+  in6_addr a6;
+  in_addr a4;
+  bool is_ip = inet_pton(AF_INET, options_.host.c_str(), &a4) == 1 || inet_pton(AF_INET6, options_.host.c_str(), &a6) == 1;
+  if (!is_ip) SSL_set_tlsext_host_name(ssl_, options_.host.c_str());
+  if (options_.verify_hostname) {
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl_);
+    int ok = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, options_.host.c_str()) : SSL_set1_host(ssl_, options_.host.c_str());
+    if (ok != 1) return Fail("cannot set the expected host name: " + SslErrors());
+  }
+  SSL_set_fd(ssl_, fd_);
+  if (SSL_connect(ssl_) != 1) {
+    long vr = SSL_get_verify_result(ssl_);
+    std::string why = vr != X509_V_OK ? std::string("certificate verify failed (") + X509_verify_cert_error_string(vr) + ")"
+                                      : SslErrors();
+    return Fail("TLS handshake failed: " + why);
+  }
+  return Status::Ok();
+}
+
+Status WireClient::Connect() {
+  Close();
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  int gai = getaddrinfo(options_.host.c_str(), std::to_string(options_.port).c_str(), &hints, &res);
+  if (gai != 0) return Unavailable(Where() + ": cannot resolve host: " + gai_strerror(gai));
+  std::string last_error = "no address";
+  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+    if (fd < 0) continue;
+    // Connect with a timeout, then back to blocking with send/receive timeouts.
+    int flags = fcntl(fd, F_GETFL, 0);
+    fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    int rc = ::connect(fd, ai->ai_addr, ai->ai_addrlen);
+    if (rc != 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      rc = ::poll(&p, 1, static_cast<int>(options_.connect_timeout.count() * 1000));
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0) rc = 0;
+      else { last_error = rc == 0 ? "connect timed out" : std::strerror(err ? err : errno); rc = -1; }
+    } else if (rc != 0) {
+      last_error = std::strerror(errno);
+    }
+    if (rc == 0) {
+      fcntl(fd, F_SETFL, flags);
+      timeval tv{static_cast<time_t>(options_.connect_timeout.count()), 0};
+      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      fd_ = fd;
+      break;
+    }
+    ::close(fd);
+  }
+  freeaddrinfo(res);
+  if (fd_ < 0) return Unavailable(Where() + ": cannot connect: " + last_error);
+  if (options_.tls) GW_RETURN_IF_ERROR(StartTls());
+
+  std::string body;
+  PutStr(&body, "MQTT");
+  body.push_back(static_cast<char>(options_.version));
+  uint8_t flags = 0;
+  if (!options_.username.empty()) flags |= 0x80;
+  if (!options_.password.empty()) flags |= 0x40;
+  if (options_.clean_session) flags |= 0x02;
+  body.push_back(static_cast<char>(flags));
+  PutU16(&body, static_cast<uint16_t>(options_.keepalive.count()));
+  if (options_.version == 5) {
+    std::string props;
+    props.push_back(0x11);
+    PutU32(&props, options_.clean_session ? 0 : options_.session_expiry_s);
+    props.push_back(0x21);
+    PutU16(&props, options_.receive_maximum);
+    PutVarint(&body, props.size());
+    body += props;
+  }
+  PutStr(&body, options_.client_id);
+  if (!options_.username.empty()) PutStr(&body, options_.username);
+  if (!options_.password.empty()) PutStr(&body, options_.password);
+  GW_RETURN_IF_ERROR(SendAll(Packet(0x10, body)));
+  uint8_t type = 0;
+  std::string ack;
+  Status s = ReadPacket(&type, &ack, Clock::now() + options_.connect_timeout);
+  if (!s.ok()) return Fail("no CONNACK: " + s.message());
+  if ((type >> 4) != 2 || ack.size() < 2) return Fail("expected CONNACK");
+  int code = static_cast<uint8_t>(ack[1]);
+  if (code != 0) {
+    std::string why = ConnackReason(options_.version, code);
+    Status st = Fail("connection refused: " + why);
+    if (why.find("user name") != std::string::npos || why.find("authorised") != std::string::npos || why == "banned") {
+      return PermissionDenied(st.message());
+    }
+    return st;
+  }
+  session_present_ = (ack[0] & 1) != 0;
+  return Status::Ok();
+}
+
+Status WireClient::Subscribe(const std::vector<std::string>& filters, int qos) {
+  std::string body;
+  uint16_t id = next_id_++;
+  if (next_id_ == 0) next_id_ = 1;
+  PutU16(&body, id);
+  if (options_.version == 5) body.push_back(0);
+  for (const std::string& f : filters) {
+    PutStr(&body, f);
+    body.push_back(static_cast<char>(qos));
+  }
+  GW_RETURN_IF_ERROR(SendAll(Packet(0x82, body)));
+  auto deadline = Clock::now() + options_.connect_timeout;
+  for (;;) {
+    uint8_t type = 0;
+    std::string ack;
+    Status s = ReadPacket(&type, &ack, deadline);
+    if (!s.ok()) return Fail("no SUBACK: " + s.message());
+    if ((type >> 4) == 3) continue;  // a queued PUBLISH may come first; the broker resends it unacked
+    if ((type >> 4) != 9) continue;
+    size_t pos = 0;
+    uint16_t got = 0;
+    if (!GetU16(ack, &pos, &got) || got != id) return Fail("malformed SUBACK");
+    if (options_.version == 5) {
+      size_t plen = 0;
+      if (!GetVarint(ack, &pos, &plen)) return Fail("malformed SUBACK");
+      pos += plen;
+    }
+    for (size_t i = 0; i < filters.size(); ++i) {
+      if (pos + i >= ack.size()) return Fail("malformed SUBACK");
+      if (static_cast<uint8_t>(ack[pos + i]) >= 0x80) {
+        return PermissionDenied(Where() + ": subscription to \"" + filters[i] + "\" refused by the broker");
+      }
+    }
+    return Status::Ok();
+  }
+}
+
+Status WireClient::SendAll(const std::string& bytes) {
+  if (fd_ < 0) return Unavailable(Where() + ": not connected");
+  size_t off = 0;
+  while (off < bytes.size()) {
+    int n;
+    if (ssl_) {
+      n = SSL_write(ssl_, bytes.data() + off, static_cast<int>(bytes.size() - off));
+      if (n <= 0) return Fail("write failed: " + SslErrors());
+    } else {
+      n = static_cast<int>(::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return Fail(std::string("write failed: ") + std::strerror(errno));
+      }
+    }
+    off += static_cast<size_t>(n);
+  }
+  last_sent_ = Clock::now();
+  return Status::Ok();
+}
+
+Status WireClient::ReadExact(char* buf, size_t n, Clock::time_point deadline, bool allow_timeout_at_start) {
+  size_t got = 0;
+  while (got < n) {
+    if (!(ssl_ && SSL_pending(ssl_) > 0)) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left < 0) left = 0;
+      pollfd p{fd_, POLLIN, 0};
+      int rc = ::poll(&p, 1, static_cast<int>(left));
+      if (rc < 0 && errno == EINTR) continue;
+      if (rc == 0) {
+        if (got == 0 && allow_timeout_at_start) return DeadlineExceeded("no data");
+        if (Clock::now() >= deadline) return Fail("timed out in the middle of a packet");
+        continue;
+      }
+    }
+    int r;
+    if (ssl_) {
+      r = SSL_read(ssl_, buf + got, static_cast<int>(n - got));
+      if (r <= 0) {
+        int e = SSL_get_error(ssl_, r);
+        if (e == SSL_ERROR_WANT_READ) continue;
+        return Fail(e == SSL_ERROR_ZERO_RETURN ? "connection closed by the broker" : "read failed: " + SslErrors());
+      }
+    } else {
+      r = static_cast<int>(::recv(fd_, buf + got, n - got, 0));
+      if (r == 0) return Fail("connection closed by the broker");
+      if (r < 0) {
+        if (errno == EINTR || errno == EAGAIN) continue;
+        return Fail(std::string("read failed: ") + std::strerror(errno));
+      }
+    }
+    got += static_cast<size_t>(r);
+  }
+  last_received_ = Clock::now();
+  return Status::Ok();
+}
+
+Status WireClient::ReadPacket(uint8_t* type, std::string* body, Clock::time_point deadline) {
+  if (fd_ < 0) return Unavailable(Where() + ": not connected");
+  char b = 0;
+  GW_RETURN_IF_ERROR(ReadExact(&b, 1, deadline, true));
+  *type = static_cast<uint8_t>(b);
+  // A packet that has begun is read to its end even past `deadline`, within a grace period.
+  auto rest = std::max(deadline, Clock::now() + options_.connect_timeout);
+  size_t len = 0;
+  for (int i = 0, shift = 0;; ++i, shift += 7) {
+    if (i == 4) return Fail("malformed remaining length");
+    GW_RETURN_IF_ERROR(ReadExact(&b, 1, rest, false));
+    len |= static_cast<size_t>(static_cast<uint8_t>(b) & 0x7F) << shift;
+    if (!(static_cast<uint8_t>(b) & 0x80)) break;
+  }
+  if (len > (256u << 20)) return Fail("packet larger than 256 MB");
+  body->resize(len);
+  if (len) GW_RETURN_IF_ERROR(ReadExact(body->data(), len, rest, false));
+  return Status::Ok();
+}
+
+StatusOr<bool> WireClient::Receive(InboundMessage* out, std::chrono::milliseconds wait) {
+  auto deadline = Clock::now() + wait;
+  for (;;) {
+    auto now = Clock::now();
+    if (now - last_sent_ >= options_.keepalive / 2) GW_RETURN_IF_ERROR(SendAll(std::string("\xC0\x00", 2)));
+    if (now - last_received_ > options_.keepalive * 3 / 2 + std::chrono::seconds(1)) {
+      return Fail("no packet from the broker for " + std::to_string((options_.keepalive * 3 / 2).count()) + " s");
+    }
+    auto until = std::min(deadline, last_sent_ + options_.keepalive / 2);
+    uint8_t type = 0;
+    std::string body;
+    Status s = ReadPacket(&type, &body, until);
+    if (s.code() == StatusCode::kDeadlineExceeded) {
+      if (Clock::now() >= deadline) return false;
+      continue;
+    }
+    if (!s.ok()) return s;
+    switch (type >> 4) {
+      case 3: {  // PUBLISH
+        size_t pos = 0;
+        uint16_t tlen = 0;
+        if (!GetU16(body, &pos, &tlen) || pos + tlen > body.size()) return Fail("malformed PUBLISH");
+        out->topic = body.substr(pos, tlen);
+        pos += tlen;
+        out->qos = (type >> 1) & 3;
+        out->dup = (type & 0x08) != 0;
+        out->packet_id = 0;
+        if (out->qos > 0 && !GetU16(body, &pos, &out->packet_id)) return Fail("malformed PUBLISH");
+        if (options_.version == 5) {
+          size_t plen = 0;
+          if (!GetVarint(body, &pos, &plen) || pos + plen > body.size()) return Fail("malformed PUBLISH properties");
+          pos += plen;
+        }
+        out->payload = body.substr(pos);
+        return true;
+      }
+      case 6: {  // PUBREL (QoS 2): complete it
+        std::string comp("\x70\x02", 2);
+        comp += body.substr(0, 2);
+        GW_RETURN_IF_ERROR(SendAll(comp));
+        break;
+      }
+      case 13:  // PINGRESP
+        break;
+      case 14:  // DISCONNECT from the broker (MQTT 5)
+        return Fail("disconnected by the broker");
+      default:
+        break;  // SUBACK, PUBACK and the like: nothing to do here
+    }
+  }
+}
+
+Status WireClient::Ack(const InboundMessage& m) {
+  if (m.qos == 0) return Status::Ok();
+  std::string p(1, static_cast<char>(m.qos == 1 ? 0x40 : 0x50));
+  p.push_back(0x02);
+  PutU16(&p, m.packet_id);
+  return SendAll(p);
+}
+
+}  // namespace gw::connectors::mqtt

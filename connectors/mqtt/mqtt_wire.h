@@ -1,0 +1,103 @@
+// A minimal MQTT 3.1.1 / 5 subscriber with manual acknowledgement, for the `mqtt` source.
+//
+// Why not Paho: Paho C (1.3.12, Debian 12) sends the PUBACK for a QoS 1 message before the
+// application sees it, so a crash between the PUBACK and the journal commit would lose the
+// message. The gateway must acknowledge only after its journal commit; this client hands each
+// PUBLISH over with its packet id and sends the PUBACK when told to. Publishing stays with Paho
+// (the `mqtt` sink), where acknowledgement timing is the broker's.
+//
+// Supports: TCP and TLS 1.2+ (OpenSSL: CA file, client certificate and key, hostname check),
+// username/password, persistent sessions (clean session off; MQTT 5 session expiry), QoS 1
+// subscriptions (shared subscriptions are plain filters, `$share/GROUP/…`), keep-alive pings.
+// Thread-safety: one thread at a time; Close() may be called from another to interrupt.
+#ifndef GW_CONNECTORS_MQTT_MQTT_WIRE_H_
+#define GW_CONNECTORS_MQTT_MQTT_WIRE_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "mhhs/status.h"
+
+typedef struct ssl_st SSL;
+typedef struct ssl_ctx_st SSL_CTX;
+
+namespace gw::connectors::mqtt {
+
+struct WireOptions {
+  std::string host;
+  int port = 1883;
+  bool tls = false;
+  std::string ca_file;     // empty: the system's trust store
+  std::string cert_file;   // client certificate (mTLS), PEM
+  std::string key_file;    // its private key, PEM
+  bool verify_hostname = true;
+  std::string client_id;
+  std::string username;
+  std::string password;
+  int version = 4;         // 4: MQTT 3.1.1, 5: MQTT 5
+  bool clean_session = false;
+  uint32_t session_expiry_s = 7 * 24 * 3600;  // MQTT 5: how long the broker keeps the session
+  uint16_t receive_maximum = 1000;            // MQTT 5: unacknowledged messages we accept
+  std::chrono::seconds keepalive{30};
+  std::chrono::seconds connect_timeout{10};
+};
+
+struct InboundMessage {
+  std::string topic;
+  std::string payload;
+  uint16_t packet_id = 0;  // 0 for QoS 0
+  int qos = 0;
+  bool dup = false;
+};
+
+// Parses "tcp://host:port", "mqtt://", "ssl://", "mqtts://" into host, port and TLS.
+Status ParseBrokerUri(const std::string& uri, std::string* host, int* port, bool* tls);
+
+class WireClient {
+ public:
+  explicit WireClient(WireOptions options);
+  ~WireClient();
+  WireClient(const WireClient&) = delete;
+  WireClient& operator=(const WireClient&) = delete;
+
+  // Connects (TCP, TLS, CONNECT/CONNACK). Errors: kUnavailable (network, refused, TLS
+  // handshake), kPermissionDenied (bad credentials or not authorised), each naming the broker.
+  Status Connect();
+  // Subscribes and waits for the SUBACK; kPermissionDenied when the broker refuses a filter.
+  Status Subscribe(const std::vector<std::string>& filters, int qos);
+  // Waits up to `wait` for the next PUBLISH; false when none came. Pings and PUBRELs are
+  // handled inside. Errors: kUnavailable (connection lost or protocol error).
+  StatusOr<bool> Receive(InboundMessage* out, std::chrono::milliseconds wait);
+  // Acknowledges a message: PUBACK for QoS 1, PUBREC for QoS 2.
+  Status Ack(const InboundMessage& m);
+  bool connected() const { return fd_ >= 0; }
+  bool session_present() const { return session_present_; }
+  // Sends DISCONNECT when connected and closes the socket.
+  void Close();
+
+ private:
+  Status Fail(const std::string& what);
+  Status SendAll(const std::string& bytes);
+  // Reads exactly `n` bytes, waiting at most until `deadline`; kDeadlineExceeded when none came.
+  Status ReadExact(char* buf, size_t n, std::chrono::steady_clock::time_point deadline, bool allow_timeout_at_start);
+  // Reads one packet: its first byte and its body.
+  Status ReadPacket(uint8_t* type, std::string* body, std::chrono::steady_clock::time_point deadline);
+  Status StartTls();
+  std::string Where() const;
+
+  WireOptions options_;
+  int fd_ = -1;
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
+  bool session_present_ = false;
+  uint16_t next_id_ = 1;
+  std::chrono::steady_clock::time_point last_sent_{};
+  std::chrono::steady_clock::time_point last_received_{};
+};
+
+}  // namespace gw::connectors::mqtt
+
+#endif  // GW_CONNECTORS_MQTT_MQTT_WIRE_H_
