@@ -1,5 +1,6 @@
 #include "gw/connectors/builtin.h"
 
+#include "connectors/file/file_sink.h"
 #include "connectors/file/file_source.h"
 #include "connectors/mqtt/mqtt_sink.h"
 #include "connectors/mqtt/mqtt_source.h"
@@ -8,6 +9,7 @@ namespace gw::connectors {
 
 Status RegisterBuiltinConnectors(ConnectorRegistry& registry) {
   GW_RETURN_IF_ERROR(registry.RegisterSource("file", &file::FileSource::Create));
+  GW_RETURN_IF_ERROR(registry.RegisterSink("file", &file::FileSink::Create));
   GW_RETURN_IF_ERROR(registry.RegisterSink("mqtt", &mqtt::MqttSink::Create));
   GW_RETURN_IF_ERROR(registry.RegisterSource("mqtt", &mqtt::MqttSource::Create));
   return Status::Ok();

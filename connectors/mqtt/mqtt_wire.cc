@@ -140,6 +140,7 @@ Status WireClient::Fail(const std::string& what) {
 }
 
 void WireClient::Close() {
+  early_.clear();
   if (fd_ >= 0) {
     std::string d = options_.version == 5 ? std::string("\xE0\x01\x00", 3) : std::string("\xE0\x00", 2);
     (void)SendAll(d);
@@ -290,7 +291,13 @@ Status WireClient::Subscribe(const std::vector<std::string>& filters, int qos) {
     std::string ack;
     Status s = ReadPacket(&type, &ack, deadline);
     if (!s.ok()) return Fail("no SUBACK: " + s.message());
-    if ((type >> 4) == 3) continue;  // a queued PUBLISH may come first; the broker resends it unacked
+    if ((type >> 4) == 3) {
+      // A resumed session delivers its queued messages straight after the CONNACK.
+      InboundMessage m;
+      GW_RETURN_IF_ERROR(ParsePublish(type, ack, &m));
+      early_.push_back(std::move(m));
+      continue;
+    }
     if ((type >> 4) != 9) continue;
     size_t pos = 0;
     uint16_t got = 0;
@@ -388,7 +395,31 @@ Status WireClient::ReadPacket(uint8_t* type, std::string* body, Clock::time_poin
   return Status::Ok();
 }
 
+Status WireClient::ParsePublish(uint8_t type, const std::string& body, InboundMessage* out) {
+  size_t pos = 0;
+  uint16_t tlen = 0;
+  if (!GetU16(body, &pos, &tlen) || pos + tlen > body.size()) return Fail("malformed PUBLISH");
+  out->topic = body.substr(pos, tlen);
+  pos += tlen;
+  out->qos = (type >> 1) & 3;
+  out->dup = (type & 0x08) != 0;
+  out->packet_id = 0;
+  if (out->qos > 0 && !GetU16(body, &pos, &out->packet_id)) return Fail("malformed PUBLISH");
+  if (options_.version == 5) {
+    size_t plen = 0;
+    if (!GetVarint(body, &pos, &plen) || pos + plen > body.size()) return Fail("malformed PUBLISH properties");
+    pos += plen;
+  }
+  out->payload = body.substr(pos);
+  return Status::Ok();
+}
+
 StatusOr<bool> WireClient::Receive(InboundMessage* out, std::chrono::milliseconds wait) {
+  if (!early_.empty()) {
+    *out = std::move(early_.front());
+    early_.pop_front();
+    return true;
+  }
   auto deadline = Clock::now() + wait;
   for (;;) {
     auto now = Clock::now();
@@ -406,24 +437,9 @@ StatusOr<bool> WireClient::Receive(InboundMessage* out, std::chrono::millisecond
     }
     if (!s.ok()) return s;
     switch (type >> 4) {
-      case 3: {  // PUBLISH
-        size_t pos = 0;
-        uint16_t tlen = 0;
-        if (!GetU16(body, &pos, &tlen) || pos + tlen > body.size()) return Fail("malformed PUBLISH");
-        out->topic = body.substr(pos, tlen);
-        pos += tlen;
-        out->qos = (type >> 1) & 3;
-        out->dup = (type & 0x08) != 0;
-        out->packet_id = 0;
-        if (out->qos > 0 && !GetU16(body, &pos, &out->packet_id)) return Fail("malformed PUBLISH");
-        if (options_.version == 5) {
-          size_t plen = 0;
-          if (!GetVarint(body, &pos, &plen) || pos + plen > body.size()) return Fail("malformed PUBLISH properties");
-          pos += plen;
-        }
-        out->payload = body.substr(pos);
+      case 3:  // PUBLISH
+        GW_RETURN_IF_ERROR(ParsePublish(type, body, out));
         return true;
-      }
       case 6: {  // PUBREL (QoS 2): complete it
         std::string comp("\x70\x02", 2);
         comp += body.substr(0, 2);

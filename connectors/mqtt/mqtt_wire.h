@@ -16,6 +16,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,8 @@ class WireClient {
   // Reads one packet: its first byte and its body.
   Status ReadPacket(uint8_t* type, std::string* body, std::chrono::steady_clock::time_point deadline);
   Status StartTls();
+  // Decodes a PUBLISH packet.
+  Status ParsePublish(uint8_t type, const std::string& body, InboundMessage* out);
   std::string Where() const;
 
   WireOptions options_;
@@ -96,6 +99,8 @@ class WireClient {
   uint16_t next_id_ = 1;
   std::chrono::steady_clock::time_point last_sent_{};
   std::chrono::steady_clock::time_point last_received_{};
+  // Messages a resumed session delivered before the SUBACK; Receive() returns them first.
+  std::deque<InboundMessage> early_;
 };
 
 }  // namespace gw::connectors::mqtt

@@ -1,6 +1,7 @@
 #include "tests/integration/gateway_fixture.h"
 
 #include <signal.h>
+#include <unistd.h>
 
 #include <sstream>
 
@@ -47,6 +48,18 @@ std::multiset<std::string> Subscriber::Payloads() {
   std::multiset<std::string> out;
   for (const auto& m : messages_) out.insert(m.second);
   return out;
+}
+
+void PublishAll(const std::string& uri, const std::string& topic, const std::vector<std::string>& payloads) {
+  mqtt::async_client client(uri, "test-publisher-" + std::to_string(::getpid()), 1000, nullptr);
+  mqtt::connect_options opts;
+  opts.set_clean_session(true);
+  client.connect(opts)->wait_for(std::chrono::seconds(10));
+  if (!client.is_connected()) throw std::runtime_error("publisher could not connect to " + uri);
+  std::vector<mqtt::delivery_token_ptr> tokens;
+  for (const std::string& p : payloads) tokens.push_back(client.publish(mqtt::make_message(topic, p, 1, false)));
+  for (auto& t : tokens) t->wait_for(std::chrono::seconds(10));
+  client.disconnect()->wait_for(std::chrono::seconds(5));
 }
 
 GatewayTest::GatewayTest() : broker_(dir_ / "broker") { broker_.Start(); }

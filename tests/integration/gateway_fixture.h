@@ -38,6 +38,9 @@ class Subscriber {
   std::vector<std::pair<std::string, std::string>> messages_;
 };
 
+// Publishes each payload with QoS 1 and waits for the PUBACKs.
+void PublishAll(const std::string& uri, const std::string& topic, const std::vector<std::string>& payloads);
+
 class GatewayTest : public ::testing::Test {
  protected:
   GatewayTest();

@@ -1,0 +1,173 @@
+// The backbone-to-legacy direction with the real daemon: IF-021 on Mosquitto -> the `mqtt`
+// source (persistent session, acknowledged after commit) -> the journal -> the `file` sink ->
+// a D0036 file in the outbox.
+#include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include "tests/integration/gateway_fixture.h"
+
+namespace gw::testing {
+namespace {
+
+// Records between ZHV and ZPT.
+std::vector<std::string> Records(const std::string& text) {
+  std::vector<std::string> out;
+  size_t p = 0;
+  while (p < text.size()) {
+    size_t nl = text.find('\n', p);
+    std::string line = text.substr(p, nl - p);
+    if (!line.empty() && line.rfind("ZHV", 0) != 0 && line.rfind("ZPT", 0) != 0) out.push_back(line);
+    p = nl == std::string::npos ? text.size() : nl + 1;
+  }
+  return out;
+}
+
+class ConnectorsTest : public GatewayTest {
+ protected:
+  // A D0036 file of `mpans` x `days` and its IF-021 envelopes, as the sending gateway makes them.
+  void MakeIf021(int mpans, int days, std::string* d0036, std::vector<std::string>* envelopes) {
+    std::string out;
+    ASSERT_EQ(RunCommand({"/usr/bin/python3", SourceDir() + "/tests/tools/gen_d0036.py", dir_ / "gen", "--mpans",
+                          std::to_string(mpans), "--days", std::to_string(days), "--to-mpid", "MRCY"}, &out), 0) << out;
+    std::string file = dir_ / "gen/D0036_UDMS_MRCY_0003600000.uff";
+    *d0036 = ReadFileOrEmpty(file);
+    WriteFile(dir_ / "sender.ini",
+              "[gateway]\nparticipant_mpid = UDMS\nparticipant_role = C\nenvironment = SIT\ndip_id = 1009012345\n"
+              "[dip]\nrole = SDS\ndistributor_dip_id = 2509012345\n[journal]\npath = " + dir_ / "sender.db" + "\n");
+    ASSERT_EQ(RunCommand({CtlPath(), "--config", dir_ / "sender.ini", "--flow-dir", SourceDir() + "/config/flows", "convert", file}, &out), 0) << out;
+    envelopes->clear();
+    size_t p = 0;
+    while (p < out.size()) {
+      size_t nl = out.find('\n', p);
+      if (nl > p) envelopes->push_back(out.substr(p, nl - p));
+      p = nl + 1;
+    }
+  }
+
+  // The receiving supplier's gateway: backbone in, D0036 files out.
+  void WriteReceiverConfig(const std::string& extra_source = "") {
+    config_path_ = dir_ / "receiver.ini";
+    WriteFile(config_path_,
+              "[gateway]\nparticipant_mpid = MRCY\nparticipant_role = X\nenvironment = SIT\nflow_dir = " + SourceDir() +
+              "/config/flows\nlog_level = debug\n[journal]\npath = " + journal_ + "\n"
+              "[source.backbone]\ntype = mqtt\nuri = " + broker_.uri() + "\nclient_id = MRCY-gw-in\n"
+              "topics = mhhs/SIT/IF-021/#\nreconnect_max_ms = 500\nconnect_timeout_s = 2\n" + extra_source +
+              "[sink.outbox]\ntype = file\ndirectory = " + dir_ / "outbox" + "\nretry_base_ms = 100\nretry_max_ms = 500\n"
+              "[route.in]\nfrom = backbone\nto = outbox\n");
+  }
+
+  std::vector<std::string> OutboxRecords() {
+    std::vector<std::string> all;
+    for (const std::string& f : FilesIn(dir_ / "outbox")) {
+      auto r = Records(ReadFileOrEmpty(dir_ / "outbox/" + f));
+      all.insert(all.end(), r.begin(), r.end());
+    }
+    return all;
+  }
+
+  std::string journal_ = dir_ / "receiver.db";
+};
+
+TEST_F(ConnectorsTest, If021FromTheBackboneBecomesD0036InTheOutbox) {
+  std::string d0036;
+  std::vector<std::string> envelopes;
+  MakeIf021(3, 2, &d0036, &envelopes);
+  ASSERT_EQ(envelopes.size(), 6u);
+  WriteReceiverConfig();
+  StartGateway();
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("subscribed to") != std::string::npos; }, std::chrono::seconds(10)));
+  PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", envelopes);
+  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == Records(d0036).size(); }, std::chrono::seconds(30)))
+      << "records in outbox: " << OutboxRecords().size();
+  EXPECT_EQ(OutboxRecords(), Records(d0036)) << "the legacy supplier gets back the records the data service sent";
+  auto files = FilesIn(dir_ / "outbox");
+  ASSERT_FALSE(files.empty());
+  EXPECT_EQ(files[0], "D0036001_UDMS_MRCY_0000000001.uff");
+  std::string text = ReadFileOrEmpty(dir_ / "outbox/" + files[0]);
+  EXPECT_EQ(text.rfind("ZHV|0000000001|D0036001|C|UDMS|X|MRCY|", 0), 0u) << text.substr(0, 80);
+  // The written file is itself a valid DTN file.
+  std::string out;
+  EXPECT_EQ(RunCommand({CtlPath(), "--flow-dir", SourceDir() + "/config/flows", "--mapping", "none", "check-file", dir_ / "outbox/" + files[0]}, &out), 0) << out;
+  EXPECT_EQ(StopGateway(), 0);
+}
+
+TEST_F(ConnectorsTest, MessagesPublishedWhileTheGatewayIsDownArriveAfterItReturns) {
+  std::string d0036;
+  std::vector<std::string> envelopes;
+  MakeIf021(2, 2, &d0036, &envelopes);
+  WriteReceiverConfig();
+  StartGateway();  // establishes the persistent session
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("subscribed to") != std::string::npos; }, std::chrono::seconds(10)));
+  EXPECT_EQ(StopGateway(), 0);
+  PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", envelopes);
+  StartGateway();
+  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == Records(d0036).size(); }, std::chrono::seconds(30)))
+      << OutboxRecords().size();
+  EXPECT_EQ(OutboxRecords(), Records(d0036));
+  EXPECT_NE(GatewayLog().find("session resumed"), std::string::npos);
+  EXPECT_EQ(StopGateway(), 0);
+}
+
+TEST_F(ConnectorsTest, InvalidMessagesAreDroppedWithAReasonAndTheRestFlows) {
+  std::string d0036;
+  std::vector<std::string> envelopes;
+  MakeIf021(1, 1, &d0036, &envelopes);
+  WriteReceiverConfig();
+  StartGateway();
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("subscribed to") != std::string::npos; }, std::chrono::seconds(10)));
+  PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", {"not json", R"({"v":1,"id":"x"})"});
+  PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", envelopes);
+  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == Records(d0036).size(); }, std::chrono::seconds(30)));
+  EXPECT_NE(GatewayLog().find("dropped a message on mhhs/SIT/IF-021/SDS/UDMS: envelope: not a JSON object"), std::string::npos)
+      << GatewayLog();
+  EXPECT_EQ(StopGateway(), 0);
+}
+
+// A message is acknowledged to the broker only after its journal commit: with the journal's
+// disk full the gateway cannot commit, is killed, and the message must still come back.
+TEST_F(ConnectorsTest, MessageIsNotAcknowledgedBeforeItsJournalCommit) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a small tmpfs for the journal";
+  std::string jdir = dir_ / "jfs";
+  ASSERT_EQ(::mkdir(jdir.c_str(), 0755), 0);
+  ASSERT_EQ(::mount("tmpfs", jdir.c_str(), "tmpfs", 0, "size=2m"), 0) << std::strerror(errno);
+  struct Unmount {
+    std::string d;
+    ~Unmount() { ::umount2(d.c_str(), MNT_DETACH); }
+  } unmount{jdir};
+  journal_ = jdir + "/receiver.db";
+  std::string d0036;
+  std::vector<std::string> envelopes;
+  MakeIf021(1, 2, &d0036, &envelopes);
+  WriteReceiverConfig();
+  StartGateway();
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("subscribed to") != std::string::npos; }, std::chrono::seconds(10)));
+  std::string filler = jdir + "/filler";
+  {
+    FILE* f = std::fopen(filler.c_str(), "wb");
+    std::string block(16 * 1024, 'f');
+    while (std::fwrite(block.data(), 1, block.size(), f) == block.size()) {
+    }
+    std::fclose(f);
+  }
+  PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", envelopes);
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("not committed, will be offered again") != std::string::npos; },
+                      std::chrono::seconds(30))) << GatewayLog();
+  KillGateway();
+  ASSERT_EQ(::unlink(filler.c_str()), 0);
+  StartGateway();
+  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == Records(d0036).size(); }, std::chrono::seconds(30)))
+      << "the broker must still hold the unacknowledged messages; outbox has " << OutboxRecords().size();
+  EXPECT_EQ(OutboxRecords(), Records(d0036));
+  EXPECT_EQ(StopGateway(), 0);
+}
+
+TEST_F(ConnectorsTest, BadSourceKeyIsNamedAtStart) {
+  WriteReceiverConfig("topic = typo\n");
+  std::string out;
+  EXPECT_EQ(RunCommand({DaemonPath(), "--config", config_path_, "--check-config"}, &out), 78);
+  EXPECT_NE(out.find("[source.backbone] topic: unknown key"), std::string::npos) << out;
+}
+
+}  // namespace
+}  // namespace gw::testing
