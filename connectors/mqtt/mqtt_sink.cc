@@ -1,5 +1,7 @@
 #include "connectors/mqtt/mqtt_sink.h"
 
+#include "connectors/mqtt/mqtt_source.h"
+
 #include <mqtt/async_client.h>
 
 #include <deque>
@@ -90,6 +92,7 @@ StatusOr<std::unique_ptr<Sink>> MqttSink::Create(const ConnectorContext& ctx) {
         u.rfind("mqtts://", 0) != 0 && u.rfind("ws://", 0) != 0 && u.rfind("wss://", 0) != 0) {
       return c.Error("uri", "expected tcp://HOST:PORT or ssl://HOST:PORT (got \"" + u + "\")");
     }
+    if (u.rfind("ssl://", 0) == 0 || u.rfind("mqtts://", 0) == 0) o.tls = true;
   }
   if (o.uris.empty()) return c.Error("uri", "is required");
   auto id = c.GetRequired("client_id");
@@ -118,6 +121,20 @@ StatusOr<std::unique_ptr<Sink>> MqttSink::Create(const ConnectorContext& ctx) {
   o.max_inflight = static_cast<int>(*inflight);
   o.max_message_bytes = static_cast<size_t>(*maxb);
   o.reconnect_max = std::chrono::milliseconds(*rmax);
+  WireOptions w;
+  GW_RETURN_IF_ERROR(ReadTlsOptions(c, &w));
+  o.ca_file = w.ca_file;
+  o.cert_file = w.cert_file;
+  o.key_file = w.key_file;
+  o.verify_hostname = w.verify_hostname;
+  o.username = w.username;
+  o.password = w.password;
+  if (!o.tls && (!o.ca_file.empty() || !o.cert_file.empty())) return c.Error("uri", "ca_file/cert_file are set but no URI uses ssl://");
+  // Paho speaks ssl:// only; mqtts:// is the same thing.
+  for (std::string& u : o.uris) {
+    if (u.rfind("mqtts://", 0) == 0) u = "ssl://" + u.substr(8);
+    if (u.rfind("mqtt://", 0) == 0) u = "tcp://" + u.substr(7);
+  }
   return std::unique_ptr<Sink>(new MqttSink(ctx.name, std::move(o), std::move(*topic), ctx.gateway, ctx.logger));
 }
 
@@ -154,6 +171,24 @@ Status MqttSink::EnsureConnected() {
   opts.set_connect_timeout(options_.connect_timeout);
   opts.set_max_inflight(options_.max_inflight);
   opts.set_automatic_reconnect(false);
+  if (!options_.username.empty()) opts.set_user_name(options_.username);
+  if (!options_.password.empty()) opts.set_password(options_.password);
+  if (options_.tls) {
+    ::mqtt::ssl_options ssl;
+    if (!options_.ca_file.empty()) ssl.set_trust_store(options_.ca_file);
+    if (!options_.cert_file.empty()) {
+      ssl.set_key_store(options_.cert_file);
+      ssl.set_private_key(options_.key_file);
+    }
+    ssl.set_enable_server_cert_auth(true);
+    ssl.set_verify(options_.verify_hostname);
+    ssl.set_ssl_version(MQTT_SSL_VERSION_TLS_1_2);
+    ssl.set_error_handler([this](const std::string& msg) {
+      std::lock_guard<std::mutex> lock(tls_error_mu_);
+      tls_error_ = msg;
+    });
+    opts.set_ssl(std::move(ssl));
+  }
   if (options_.uris.size() > 1) opts.set_servers(std::make_shared<::mqtt::string_collection>(options_.uris));
   try {
     auto tok = client_->connect(opts);
@@ -163,7 +198,12 @@ Status MqttSink::EnsureConnected() {
   } catch (const ::mqtt::exception& e) {
     ++connect_failures_;
     next_connect_ = now + Backoff(connect_failures_, options_.reconnect_max);
-    return Unavailable("cannot connect to " + options_.uris.front() + ": " + e.what());
+    std::string tls;
+    {
+      std::lock_guard<std::mutex> lock(tls_error_mu_);
+      tls.swap(tls_error_);
+    }
+    return Unavailable("cannot connect to " + options_.uris.front() + ": " + e.what() + (tls.empty() ? "" : " (TLS: " + tls + ")"));
   }
   if (connect_failures_ > 0) logger_.Notice("connected to " + options_.uris.front() + " after " + std::to_string(connect_failures_) + " failed attempt(s)");
   else logger_.Info("connected to " + options_.uris.front());

@@ -10,7 +10,8 @@
 // client_id (required), qos (1), topic (template, default
 // mhhs/{environment}/{type}/{sender_role}/{sender_mpid}), keepalive_s (30),
 // connect_timeout_s (10), publish_timeout_s (30), max_inflight (256),
-// max_message_bytes (1048576), reconnect_max_ms (30000).
+// max_message_bytes (1048576), reconnect_max_ms (30000); TLS (ssl:// URIs): ca_file,
+// cert_file, key_file (mTLS), verify_hostname (true); username, password_file.
 // Topic placeholders: {environment} {type} {interface} {event_code} {sender_role}
 // {sender_mpid} {recipient_mpid} {participant_mpid}.
 // Thread-safety: as Sink. Paho's callbacks run on its own threads and touch only atomics.
@@ -20,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -53,6 +55,9 @@ struct MqttSinkOptions {
   int max_inflight = 256;
   size_t max_message_bytes = 1 << 20;
   std::chrono::milliseconds reconnect_max{30000};
+  bool tls = false;
+  std::string ca_file, cert_file, key_file, username, password;
+  bool verify_hostname = true;
 };
 
 class MqttSink : public Sink {
@@ -78,6 +83,8 @@ class MqttSink : public Sink {
   std::atomic<bool> stopping_{false};
   int connect_failures_ = 0;
   std::chrono::steady_clock::time_point next_connect_{};
+  std::string tls_error_;  // the last TLS error Paho reported, for a clear message
+  std::mutex tls_error_mu_;
 };
 
 }  // namespace gw::connectors::mqtt

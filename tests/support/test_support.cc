@@ -158,7 +158,33 @@ int RunCommand(const std::vector<std::string>& argv, std::string* output,
   return rc;
 }
 
-Mosquitto::Mosquitto(std::string dir, int port) : dir_(std::move(dir)), port_(port ? port : FreePort()) {}
+Mosquitto::Mosquitto(std::string dir, int port, std::string listener_config)
+    : dir_(std::move(dir)), port_(port ? port : FreePort()), listener_config_(std::move(listener_config)) {}
+
+void MakeTestPki(const std::string& dir) {
+  auto run = [&](const std::vector<std::string>& argv) {
+    std::string out;
+    if (RunCommand(argv, &out) != 0) throw std::runtime_error("openssl failed: " + out);
+  };
+  const std::string o = "/usr/bin/openssl";
+  auto ca = [&](const std::string& name, const std::string& cn) {
+    run({o, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/" + name + ".key", "-out",
+         dir + "/" + name + ".crt", "-days", "30", "-subj", "/CN=" + cn});
+  };
+  auto leaf = [&](const std::string& name, const std::string& cn, const std::string& ext, const std::string& days) {
+    run({o, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/" + name + ".key", "-out", dir + "/" + name + ".csr",
+         "-subj", "/CN=" + cn});
+    WriteFile(dir + "/" + name + ".ext", ext);
+    run({o, "x509", "-req", "-in", dir + "/" + name + ".csr", "-CA", dir + "/ca.crt", "-CAkey", dir + "/ca.key",
+         "-CAcreateserial", "-out", dir + "/" + name + ".crt", "-days", days, "-extfile", dir + "/" + name + ".ext"});
+    ::chmod((dir + "/" + name + ".key").c_str(), 0600);
+  };
+  ca("ca", "mhhs-test-ca");
+  ca("other-ca", "some-other-ca");
+  leaf("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n", "30");
+  leaf("client", "UDMS", "extendedKeyUsage=clientAuth\n", "30");
+  leaf("client2", "MRCY", "extendedKeyUsage=clientAuth\n", "30");
+}
 
 Mosquitto::~Mosquitto() { Stop(); }
 
@@ -168,9 +194,10 @@ void Mosquitto::Start() {
   ::mkdir(dir_.c_str(), 0755);
   // As root, Mosquitto would drop to its own user and lose access to this folder.
   std::string user = ::geteuid() == 0 ? "user root\n" : "";
-  WriteFile(dir_ + "/mosquitto.conf", user + "listener " + std::to_string(port_) +
-                                          " 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location " +
-                                          dir_ + "/\nautosave_interval 1\nlog_dest file " + dir_ + "/mosquitto.log\n");
+  std::string listener = listener_config_.empty() ? "allow_anonymous true\n" : listener_config_;
+  WriteFile(dir_ + "/mosquitto.conf", user + "listener " + std::to_string(port_) + " 127.0.0.1\n" + listener +
+                                          "persistence true\npersistence_location " + dir_ +
+                                          "/\nautosave_interval 1\nlog_dest file " + dir_ + "/mosquitto.log\n");
   process_.Start({bin, "-c", dir_ + "/mosquitto.conf"}, dir_ + "/stdout.log");
   bool up = WaitFor(
       [&] {

@@ -69,7 +69,8 @@ int RunCommand(const std::vector<std::string>& argv, std::string* output,
 // A real Mosquitto on 127.0.0.1:port with its config and log in `dir`.
 class Mosquitto {
  public:
-  explicit Mosquitto(std::string dir, int port = 0);
+  // `listener_config` replaces the plain anonymous listener settings (for TLS and ACLs).
+  explicit Mosquitto(std::string dir, int port = 0, std::string listener_config = "");
   ~Mosquitto();
   // Starts (or restarts) the broker and waits until it accepts connections.
   void Start();
@@ -80,8 +81,14 @@ class Mosquitto {
  private:
   std::string dir_;
   int port_;
+  std::string listener_config_;
   Process process_;
 };
+
+// Test certificates made with openssl in `dir`: ca.{crt,key}; server.{crt,key} for 127.0.0.1
+// and localhost; client.{crt,key} (CN=UDMS) and client2.{crt,key} (CN=MRCY) signed by the CA;
+// other-ca.crt, a CA that signed nothing here; expired.{crt,key} (CN=UDMS, expired).
+void MakeTestPki(const std::string& dir);
 
 // The project's source tree and built binaries (from the build system).
 std::string SourceDir();

@@ -1,0 +1,143 @@
+// The backbone behind TLS: Mosquitto with require_certificate and an ACL, certificates made
+// by openssl at test time, two gateways (a data service sending D0036 as IF-021, a supplier
+// receiving D0036) talking only through it.
+#include <signal.h>
+
+#include "tests/integration/gateway_fixture.h"
+
+namespace gw::testing {
+namespace {
+
+std::string TlsListener(const std::string& pki, const std::string& acl) {
+  return "cafile " + pki + "/ca.crt\ncertfile " + pki + "/server.crt\nkeyfile " + pki + "/server.key\n"
+         "require_certificate true\nuse_identity_as_username true\ntls_version tlsv1.2\nallow_anonymous false\n"
+         "acl_file " + acl + "\n";
+}
+
+// Builds the PKI and the ACL before the fixture's broker starts.
+struct PkiDir {
+  TempDir dir;
+  PkiDir() {
+    MakeTestPki(dir.path());
+    WriteFile(dir / "acl", "user UDMS\ntopic write mhhs/#\n\nuser MRCY\ntopic read mhhs/#\n");
+  }
+};
+
+class TlsTest : public ::testing::Test {
+ protected:
+  TlsTest() : broker_(dir_ / "broker", 0, TlsListener(pki_.dir.path(), pki_.dir / "acl")) { broker_.Start(); }
+  ~TlsTest() override {
+    if (sender_.Running()) sender_.Stop(SIGKILL);
+    if (receiver_.Running()) receiver_.Stop(SIGKILL);
+    if (HasFailure()) {
+      std::cerr << "---- sender ----\n" << ReadFileOrEmpty(dir_ / "sender.log") << "---- receiver ----\n"
+                << ReadFileOrEmpty(dir_ / "receiver.log");
+    }
+  }
+  std::string Uri() { return "ssl://127.0.0.1:" + std::to_string(broker_.port()); }
+
+  std::string SenderConfig(const std::string& tls) {
+    std::string path = dir_ / "sender.ini";
+    WriteFile(path, "[gateway]\nparticipant_mpid = UDMS\nparticipant_role = C\nenvironment = SIT\ndip_id = 1009012345\n"
+                    "flow_dir = " + SourceDir() + "/config/flows\nlog_level = debug\n"
+                    "[dip]\nrole = SDS\ndistributor_dip_id = 2509012345\n[journal]\npath = " + dir_ / "sender.db" + "\n"
+                    "[source.inbox]\ntype = file\ndirectory = " + dir_ / "inbox" + "\narchive = " + dir_ / "archive" +
+                    "\nrejected = " + dir_ / "rejected" + "\nsettle_ms = 100\npoll_ms = 100\n"
+                    "[sink.backbone]\ntype = mqtt\nuri = " + Uri() + "\nclient_id = UDMS-gw-1\nconnect_timeout_s = 3\n"
+                    "reconnect_max_ms = 500\nretry_base_ms = 100\nretry_max_ms = 500\n" + tls +
+                    "[route.out]\nfrom = inbox\nto = backbone\n");
+    return path;
+  }
+  std::string ReceiverConfig(const std::string& tls) {
+    std::string path = dir_ / "receiver.ini";
+    WriteFile(path, "[gateway]\nparticipant_mpid = MRCY\nparticipant_role = X\nenvironment = SIT\n"
+                    "flow_dir = " + SourceDir() + "/config/flows\nlog_level = debug\n[journal]\npath = " + dir_ / "receiver.db" + "\n"
+                    "[source.backbone]\ntype = mqtt\nuri = " + Uri() + "\nclient_id = MRCY-gw-in\ntopics = mhhs/SIT/IF-021/#\n"
+                    "connect_timeout_s = 3\nreconnect_max_ms = 500\n" + tls +
+                    "[sink.outbox]\ntype = file\ndirectory = " + dir_ / "outbox" + "\n[route.in]\nfrom = backbone\nto = outbox\n");
+    return path;
+  }
+  std::string Tls(const std::string& ca, const std::string& client) {
+    std::string s = "ca_file = " + pki_.dir / ca + "\n";
+    if (!client.empty()) s += "cert_file = " + pki_.dir / (client + ".crt") + "\nkey_file = " + pki_.dir / (client + ".key") + "\n";
+    return s;
+  }
+  void Start(Process* p, const std::string& config, const std::string& log) {
+    p->Start({DaemonPath(), "--config", config}, dir_ / log);
+    ASSERT_TRUE(WaitFor([&] { return ReadFileOrEmpty(dir_ / log).find("started:") != std::string::npos || !p->Running(); },
+                        std::chrono::seconds(20)));
+    ASSERT_TRUE(p->Running()) << ReadFileOrEmpty(dir_ / log);
+  }
+
+  TempDir dir_;
+  PkiDir pki_;
+  Mosquitto broker_;
+  Process sender_, receiver_;
+};
+
+std::vector<std::string> Records(const std::string& text) {
+  std::vector<std::string> out;
+  size_t p = 0;
+  while (p < text.size()) {
+    size_t nl = text.find('\n', p);
+    std::string line = text.substr(p, nl - p);
+    if (!line.empty() && line.rfind("ZHV", 0) != 0 && line.rfind("ZPT", 0) != 0) out.push_back(line);
+    p = nl == std::string::npos ? text.size() : nl + 1;
+  }
+  return out;
+}
+
+TEST_F(TlsTest, D0036TravelsAsIf021OverMutualTlsBetweenTwoGateways) {
+  Start(&receiver_, ReceiverConfig(Tls("ca.crt", "client2")), "receiver.log");
+  ASSERT_TRUE(WaitFor([&] { return ReadFileOrEmpty(dir_ / "receiver.log").find("subscribed to ssl://") != std::string::npos; },
+                      std::chrono::seconds(15))) << ReadFileOrEmpty(dir_ / "receiver.log");
+  Start(&sender_, SenderConfig(Tls("ca.crt", "client")), "sender.log");
+  std::string out;
+  ASSERT_EQ(RunCommand({"/usr/bin/python3", SourceDir() + "/tests/tools/gen_d0036.py", dir_ / "gen", "--mpans", "3", "--days", "2",
+                        "--start", "20261024"}, &out), 0) << out;
+  std::string original = ReadFileOrEmpty(dir_ / "gen/D0036_UDMS_MRCY_0003600000.uff");
+  ::mkdir((dir_ / "inbox").c_str(), 0755);
+  WriteFile(dir_ / "inbox/d36.tmp", original);
+  ASSERT_EQ(::rename((dir_ / "inbox/d36.tmp").c_str(), (dir_ / "inbox/d36.uff").c_str()), 0);
+  auto outbox = [&] {
+    std::vector<std::string> all;
+    for (const std::string& f : FilesIn(dir_ / "outbox")) {
+      auto r = Records(ReadFileOrEmpty(dir_ / "outbox/" + f));
+      all.insert(all.end(), r.begin(), r.end());
+    }
+    return all;
+  };
+  ASSERT_TRUE(WaitFor([&] { return outbox().size() == Records(original).size(); }, std::chrono::seconds(30))) << outbox().size();
+  EXPECT_EQ(outbox(), Records(original));
+  EXPECT_EQ(sender_.Stop(SIGTERM), 0);
+  EXPECT_EQ(receiver_.Stop(SIGTERM), 0);
+}
+
+TEST_F(TlsTest, WrongCaIsAClearErrorNotAHang) {
+  Start(&receiver_, ReceiverConfig(Tls("other-ca.crt", "client2")), "receiver.log");
+  Start(&sender_, SenderConfig(Tls("other-ca.crt", "client")), "sender.log");
+  EXPECT_TRUE(WaitFor([&] {
+    return ReadFileOrEmpty(dir_ / "receiver.log").find("TLS handshake failed: certificate verify failed") != std::string::npos;
+  }, std::chrono::seconds(15))) << ReadFileOrEmpty(dir_ / "receiver.log");
+  EXPECT_TRUE(WaitFor([&] {
+    std::string log = ReadFileOrEmpty(dir_ / "sender.log");
+    return log.find("cannot connect to ssl://") != std::string::npos && log.find("certificate verify failed") != std::string::npos;
+  }, std::chrono::seconds(15))) << ReadFileOrEmpty(dir_ / "sender.log");
+  // Still running and stoppable.
+  EXPECT_EQ(receiver_.Stop(SIGTERM), 0);
+  EXPECT_EQ(sender_.Stop(SIGTERM), 0);
+}
+
+TEST_F(TlsTest, MissingClientCertificateIsAClearErrorNotAHang) {
+  Start(&receiver_, ReceiverConfig(Tls("ca.crt", "")), "receiver.log");
+  EXPECT_TRUE(WaitFor([&] {
+    std::string log = ReadFileOrEmpty(dir_ / "receiver.log");
+    return log.find("ssl://127.0.0.1:" + std::to_string(broker_.port())) != std::string::npos &&
+           (log.find("certificate required") != std::string::npos || log.find("handshake failure") != std::string::npos ||
+            log.find("connection closed by the broker") != std::string::npos);
+  }, std::chrono::seconds(15))) << ReadFileOrEmpty(dir_ / "receiver.log");
+  EXPECT_EQ(receiver_.Stop(SIGTERM), 0);
+}
+
+}  // namespace
+}  // namespace gw::testing
