@@ -259,7 +259,7 @@ Status WireClient::Connect() {
   uint8_t type = 0;
   std::string ack;
   Status s = ReadPacket(&type, &ack, Clock::now() + options_.connect_timeout);
-  if (!s.ok()) return Fail("no CONNACK: " + s.message());
+  if (!s.ok()) return Unavailable(s.message() + " (while waiting for CONNACK)");
   if ((type >> 4) != 2 || ack.size() < 2) return Fail("expected CONNACK");
   int code = static_cast<uint8_t>(ack[1]);
   if (code != 0) {
@@ -290,7 +290,7 @@ Status WireClient::Subscribe(const std::vector<std::string>& filters, int qos) {
     uint8_t type = 0;
     std::string ack;
     Status s = ReadPacket(&type, &ack, deadline);
-    if (!s.ok()) return Fail("no SUBACK: " + s.message());
+    if (!s.ok()) return Unavailable(s.message() + " (while waiting for SUBACK)");
     if ((type >> 4) == 3) {
       // A resumed session delivers its queued messages straight after the CONNACK.
       InboundMessage m;

@@ -171,3 +171,126 @@ TEST_F(ConnectorsTest, BadSourceKeyIsNamedAtStart) {
 
 }  // namespace
 }  // namespace gw::testing
+
+namespace gw::testing {
+namespace {
+
+TEST_F(ConnectorsTest, BrokerDownForThirtySecondsLosesNothingInEitherDirection) {
+  // One gateway carries both directions: D0010 files out to the backbone, IF-021 in to files.
+  std::string d0036;
+  std::vector<std::string> envelopes;
+  MakeIf021(2, 3, &d0036, &envelopes);
+  config_path_ = dir_ / "both.ini";
+  WriteFile(config_path_,
+            "[gateway]\nparticipant_mpid = MRCY\nparticipant_role = X\nenvironment = SIT\nflow_dir = " + SourceDir() +
+            "/config/flows\nlog_level = info\n[journal]\npath = " + journal_ + "\n"
+            "[source.inbox]\ntype = file\ndirectory = " + dir_ / "inbox" + "\narchive = " + dir_ / "archive" +
+            "\nrejected = " + dir_ / "rejected" + "\nsettle_ms = 100\npoll_ms = 100\n"
+            "[source.backbone]\ntype = mqtt\nuri = " + broker_.uri() + "\nclient_id = MRCY-gw-in\ntopics = mhhs/SIT/IF-021/#\n"
+            "reconnect_max_ms = 1000\nconnect_timeout_s = 2\nkeepalive_s = 5\n"
+            "[sink.out]\ntype = mqtt\nuri = " + broker_.uri() + "\nclient_id = MRCY-gw-out\nreconnect_max_ms = 1000\n"
+            "connect_timeout_s = 2\nretry_base_ms = 100\nretry_max_ms = 1000\n"
+            "[sink.outbox]\ntype = file\ndirectory = " + dir_ / "outbox" + "\n"
+            "[route.out]\nfrom = inbox\nto = out\n[route.in]\nfrom = backbone\nto = outbox\n");
+  Subscriber sub(broker_.uri(), "outage-sub", "mhhs/SIT/D0010002/#");
+  sub.Connect();
+  StartGateway();
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("subscribed to") != std::string::npos; }, std::chrono::seconds(10)));
+  // Half of each direction before the outage.
+  Drop(Samples() + "/D0010_UDMS_MRCY_0000475656.uff");
+  PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", {envelopes.begin(), envelopes.begin() + 3});
+  ASSERT_TRUE(WaitFor([&] { return sub.Count() >= 2; }, std::chrono::seconds(20)));
+  sub.Disconnect();
+  broker_.Stop();
+  // During the outage: files keep arriving and are journalled.
+  Drop(Samples() + "/D0010_UDMS_MRCY_0000475657.uff");
+  Drop(Samples() + "/D0010_UDMS_BGAS_0000475658.uff");
+  std::this_thread::sleep_for(std::chrono::seconds(30));
+  EXPECT_TRUE(gateway_.Running());
+  EXPECT_EQ(FilesIn(dir_ / "archive").size(), 3u) << "files are journalled while the backbone is down";
+  broker_.Start();
+  sub.Connect();
+  PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", {envelopes.begin() + 3, envelopes.end()});
+  ASSERT_TRUE(WaitFor([&] { return sub.Count() >= 6; }, std::chrono::seconds(60))) << "outbound received " << sub.Count();
+  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == Records(d0036).size(); }, std::chrono::seconds(60)))
+      << "inbound records " << OutboxRecords().size();
+  std::set<std::string> ids;
+  for (const auto& m : sub.Messages()) ids.insert(m.second.substr(0, m.second.find("\",\"type\"")));
+  EXPECT_EQ(ids.size(), 6u);
+  EXPECT_EQ(OutboxRecords(), Records(d0036));
+  EXPECT_EQ(StopGateway(), 0);
+}
+
+TEST_F(ConnectorsTest, FailsOverToTheNextBrokerInTheList) {
+  std::string d0036;
+  std::vector<std::string> envelopes;
+  MakeIf021(1, 2, &d0036, &envelopes);
+  WriteReceiverConfig();
+  std::string cfg = ReadFileOrEmpty(config_path_);
+  int dead = FreePort();
+  cfg.replace(cfg.find("uri = " + broker_.uri()), 6 + broker_.uri().size(),
+              "uri = tcp://127.0.0.1:" + std::to_string(dead) + ", " + broker_.uri());
+  WriteFile(config_path_, cfg);
+  StartGateway();
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("subscribed to " + broker_.uri()) != std::string::npos; },
+                      std::chrono::seconds(20))) << GatewayLog();
+  PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", envelopes);
+  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == Records(d0036).size(); }, std::chrono::seconds(30)));
+  EXPECT_EQ(StopGateway(), 0);
+}
+
+TEST_F(ConnectorsTest, TwoGatewaysOnASharedSubscriptionSplitTheStream) {
+  std::string d0036;
+  std::vector<std::string> envelopes;
+  MakeIf021(10, 4, &d0036, &envelopes);
+  ASSERT_EQ(envelopes.size(), 40u);
+  auto config = [&](const std::string& n) {
+    std::string path = dir_ / ("gw" + n + ".ini");
+    WriteFile(path, "[gateway]\nparticipant_mpid = MRCY\nparticipant_role = X\nenvironment = SIT\nflow_dir = " + SourceDir() +
+                        "/config/flows\n[journal]\npath = " + dir_ / ("gw" + n + ".db") + "\n"
+                        "[source.backbone]\ntype = mqtt\nuri = " + broker_.uri() + "\nclient_id = MRCY-gw-" + n +
+                        "\ntopics = $share/mrcy/mhhs/SIT/IF-021/#\nmax_batch = 5\n"
+                        "[sink.outbox]\ntype = file\ndirectory = " + dir_ / ("outbox" + n) + "\n[route.in]\nfrom = backbone\nto = outbox\n");
+    return path;
+  };
+  Process a, b;
+  a.Start({DaemonPath(), "--config", config("1")}, dir_ / "gw1.log");
+  b.Start({DaemonPath(), "--config", config("2")}, dir_ / "gw2.log");
+  ASSERT_TRUE(WaitFor([&] {
+    return ReadFileOrEmpty(dir_ / "gw1.log").find("subscribed to") != std::string::npos &&
+           ReadFileOrEmpty(dir_ / "gw2.log").find("subscribed to") != std::string::npos;
+  }, std::chrono::seconds(20)));
+  PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", envelopes);
+  auto records = [&](const std::string& n) {
+    std::vector<std::string> all;
+    for (const std::string& f : FilesIn(dir_ / ("outbox" + n))) {
+      auto r = Records(ReadFileOrEmpty(dir_ / ("outbox" + n + "/" + f)));
+      all.insert(all.end(), r.begin(), r.end());
+    }
+    return all;
+  };
+  // 40 events x (1 day record + 48 periods) + 101s: count 102 records (one per event).
+  auto days = [&](const std::vector<std::string>& r) {
+    std::multiset<std::string> out;
+    std::string mpan;
+    for (const std::string& x : r) {
+      if (x.rfind("101|", 0) == 0) mpan = x.substr(4, 13);
+      if (x.rfind("102|", 0) == 0) out.insert(mpan + "/" + x.substr(4, 8));
+    }
+    return out;
+  };
+  ASSERT_TRUE(WaitFor([&] { return days(records("1")).size() + days(records("2")).size() >= 40; }, std::chrono::seconds(30)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto one = days(records("1")), two = days(records("2"));
+  EXPECT_EQ(one.size() + two.size(), 40u) << "each event handled by exactly one gateway";
+  EXPECT_GT(one.size(), 0u);
+  EXPECT_GT(two.size(), 0u);
+  std::vector<std::string> both;
+  std::set_intersection(one.begin(), one.end(), two.begin(), two.end(), std::back_inserter(both));
+  EXPECT_TRUE(both.empty());
+  EXPECT_EQ(a.Stop(SIGTERM), 0);
+  EXPECT_EQ(b.Stop(SIGTERM), 0);
+}
+
+}  // namespace
+}  // namespace gw::testing
