@@ -4,6 +4,7 @@
 #include "connectors/file/file_source.h"
 #include "connectors/mqtt/mqtt_sink.h"
 #include "connectors/mqtt/mqtt_source.h"
+#include "connectors/sql/sql_connector.h"
 
 namespace gw::connectors {
 
@@ -12,6 +13,8 @@ Status RegisterBuiltinConnectors(ConnectorRegistry& registry) {
   GW_RETURN_IF_ERROR(registry.RegisterSink("file", &file::FileSink::Create));
   GW_RETURN_IF_ERROR(registry.RegisterSink("mqtt", &mqtt::MqttSink::Create));
   GW_RETURN_IF_ERROR(registry.RegisterSource("mqtt", &mqtt::MqttSource::Create));
+  GW_RETURN_IF_ERROR(registry.RegisterSource("sql", &sql::SqlSource::Create));
+  GW_RETURN_IF_ERROR(registry.RegisterSink("sql", &sql::SqlSink::Create));
   return Status::Ok();
 }
 

@@ -161,6 +161,65 @@ int RunCommand(const std::vector<std::string>& argv, std::string* output,
 Mosquitto::Mosquitto(std::string dir, int port, std::string listener_config)
     : dir_(std::move(dir)), port_(port ? port : FreePort()), listener_config_(std::move(listener_config)) {}
 
+Postgres::Postgres(std::string dir) : dir_(std::move(dir)), port_(FreePort()) {
+  for (const char* v : {"17", "16", "15", "14", "13"}) {
+    std::string b = std::string("/usr/lib/postgresql/") + v + "/bin";
+    if (::access((b + "/initdb").c_str(), X_OK) == 0) {
+      bin_ = b;
+      break;
+    }
+  }
+  if (bin_.empty()) throw std::runtime_error("PostgreSQL server not installed (scripts/test installs postgresql)");
+}
+
+Postgres::~Postgres() { Stop(); }
+
+std::vector<std::string> Postgres::AsOwner(std::vector<std::string> argv) const {
+  if (::geteuid() != 0) return argv;
+  argv.insert(argv.begin(), {"/usr/sbin/runuser", "-u", "nobody", "--"});
+  return argv;
+}
+
+void Postgres::Start() {
+  ::mkdir(dir_.c_str(), 0755);
+  std::string data = dir_ + "/data";
+  ::mkdir(data.c_str(), 0700);
+  if (::geteuid() == 0) {
+    // The test's temporary folders are root's; the server runs as nobody.
+    for (std::string d = dir_; d.size() > 1 && d != "/tmp"; d = d.substr(0, d.find_last_of('/'))) ::chmod(d.c_str(), 0755);
+    std::string out;
+    RunCommand({"/bin/chown", "-R", "nobody:nogroup", dir_}, &out);
+  }
+  std::string out;
+  if (RunCommand(AsOwner({bin_ + "/initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"}), &out) != 0) {
+    throw std::runtime_error("initdb failed: " + out);
+  }
+  if (RunCommand(AsOwner({bin_ + "/pg_ctl", "-D", data, "-l", dir_ + "/server.log", "-w", "-o",
+                          "-p " + std::to_string(port_) + " -k " + dir_ + " -c listen_addresses=127.0.0.1", "start"}), &out) != 0) {
+    throw std::runtime_error("pg_ctl start failed: " + out + ReadFileOrEmpty(dir_ + "/server.log"));
+  }
+  started_ = true;
+}
+
+void Postgres::Stop() {
+  if (!started_) return;
+  std::string out;
+  RunCommand(AsOwner({bin_ + "/pg_ctl", "-D", dir_ + "/data", "-m", "fast", "-w", "stop"}), &out);
+  started_ = false;
+}
+
+std::string Postgres::Sql(const std::string& sql) {
+  std::string out;
+  int rc = RunCommand({"/usr/bin/psql", "-h", "127.0.0.1", "-p", std::to_string(port_), "-U", "postgres", "-d", "postgres",
+                       "-v", "ON_ERROR_STOP=1", "-At", "-c", sql}, &out);
+  if (rc != 0) throw std::runtime_error("psql failed: " + out);
+  return out;
+}
+
+std::string Postgres::Connection() const {
+  return "host=127.0.0.1 port=" + std::to_string(port_) + " user=postgres dbname=postgres";
+}
+
 void MakeTestPki(const std::string& dir) {
   auto run = [&](const std::vector<std::string>& argv) {
     std::string out;

@@ -85,6 +85,28 @@ class Mosquitto {
   Process process_;
 };
 
+// A real PostgreSQL server on 127.0.0.1:port with its cluster in `dir`, made by initdb and run
+// by pg_ctl. PostgreSQL refuses to run as root: as root the cluster belongs to `nobody`.
+class Postgres {
+ public:
+  explicit Postgres(std::string dir);
+  ~Postgres();
+  void Start();
+  void Stop();
+  int port() const { return port_; }
+  // Runs SQL with psql as the superuser; returns psql's output (unaligned, tuples only).
+  std::string Sql(const std::string& sql);
+  // A POCO connection string for the gateway.
+  std::string Connection() const;
+
+ private:
+  std::vector<std::string> AsOwner(std::vector<std::string> argv) const;
+  std::string dir_;
+  int port_;
+  std::string bin_;
+  bool started_ = false;
+};
+
 // Test certificates made with openssl in `dir`: ca.{crt,key}; server.{crt,key} for 127.0.0.1
 // and localhost; client.{crt,key} (CN=UDMS) and client2.{crt,key} (CN=MRCY) signed by the CA;
 // other-ca.crt, a CA that signed nothing here; expired.{crt,key} (CN=UDMS, expired).
