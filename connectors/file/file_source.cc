@@ -1,9 +1,12 @@
 #include "connectors/file/file_source.h"
 
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "gw/adapters/dtn_events.h"
@@ -99,6 +102,13 @@ Status FileSource::Start(const std::string& checkpoint) {
     if (!s.ok()) return FailedPrecondition(s.message());
     if (::access(d.c_str(), W_OK) != 0) return FailedPrecondition(d + ": not writable by the gateway");
   }
+  inotify_fd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (inotify_fd_ >= 0 && inotify_add_watch(inotify_fd_, options_.directory.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) {
+    logger_.Warning(options_.directory + ": no inotify watch (" + std::strerror(errno) + "); rescanning every " +
+                    std::to_string(options_.poll.count()) + " ms only");
+    ::close(inotify_fd_);
+    inotify_fd_ = -1;
+  }
   std::vector<std::string> left;
   GW_RETURN_IF_ERROR(ListDir(claimed_dir(), &left));
   if (!left.empty()) {
@@ -186,7 +196,10 @@ void FileSource::Reject(const std::string& name, const std::string& errors) {
   if (!s.ok()) logger_.Error("cannot write errors for " + name + ": " + s.message());
 }
 
-FileSource::~FileSource() { EndStream(); }
+FileSource::~FileSource() {
+  EndStream();
+  if (inotify_fd_ >= 0) ::close(inotify_fd_);
+}
 
 bool FileSource::Process(const std::string& name, SourceBatch* batch) {
   std::string path = claimed_dir() + "/" + name;
@@ -324,11 +337,25 @@ StatusOr<bool> FileSource::Poll(SourceBatch* batch, std::chrono::milliseconds wa
       if (stream_) return TakeFromStream(batch, wait);
       continue;  // rejected; look for the next one
     }
-    std::unique_lock<std::mutex> lock(mu_);
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return false;
-    auto nap = std::min<std::chrono::steady_clock::duration>(deadline - now, std::max(next_scan_ - now, std::chrono::steady_clock::duration(std::chrono::milliseconds(20))));
-    cv_.wait_for(lock, nap, [this] { return stopping_; });
+    auto nap = std::min<std::chrono::steady_clock::duration>(
+        {deadline - now, std::max(next_scan_ - now, std::chrono::steady_clock::duration(std::chrono::milliseconds(20))),
+         std::chrono::milliseconds(100)});
+    if (inotify_fd_ >= 0) {
+      // A new or renamed file ends the nap at once and triggers a scan.
+      pollfd p{inotify_fd_, POLLIN, 0};
+      int ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(nap).count());
+      if (::poll(&p, 1, ms) > 0) {
+        char buf[4096];
+        while (::read(inotify_fd_, buf, sizeof buf) > 0) {
+        }
+        if (ready_.empty()) next_scan_ = std::chrono::steady_clock::now();
+      }
+    } else {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, nap, [this] { return stopping_; });
+    }
   }
 }
 

@@ -2,6 +2,9 @@
 // the journal commit moves each one to the archive. Invalid files go to the rejected directory
 // with NAME.errors.txt beside them naming each bad line and field.
 //
+// Discovery: inotify (IN_CLOSE_WRITE, IN_MOVED_TO) wakes the source as soon as a file lands,
+// and a periodic rescan every poll_ms is the safety net (lost events, network file systems).
+//
 // Completeness: a file is taken once its size has not changed for `settle_ms` and its last
 // record is the ZPT trailer; a file without a trailer is taken (and rejected as incomplete)
 // only after its size has been stable for `incomplete_after_s`. Names starting with '.' or
@@ -113,6 +116,8 @@ class FileSource : public Source {
   std::unique_ptr<Stream> stream_;
   // A batch whose commit failed, offered again as it was.
   std::unique_ptr<SourceBatch> retry_;
+
+  int inotify_fd_ = -1;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -1,6 +1,7 @@
 #include "connectors/file/file_source.h"
 
 #include <gtest/gtest.h>
+#include <stdio.h>
 
 #include "gw/log.h"
 #include "tests/support/test_support.h"
@@ -205,6 +206,30 @@ TEST_F(FileSourceTest, LargeInvalidFileIsRejectedBeforeAnythingIsEmitted) {
   EXPECT_FALSE(*r) << "no batch of a file that turns out invalid";
   EXPECT_EQ(FilesIn(dir_ / "rejected"), (std::vector<std::string>{"big.uff", "big.uff.errors.txt"}));
   EXPECT_EQ(ReadFileOrEmpty(dir_ / "rejected/big.uff.errors.txt"), "big.uff:149: 026 mpanCore: expected exactly 13 digits (BAD)\n");
+}
+
+TEST(FileSourceInotifyTest, NewFileIsTakenWithoutWaitingForTheRescan) {
+  gw::testing::TempDir dir;
+  ConfigSection sec("test.ini", "source.inbox", 1);
+  sec.Add("directory", dir / "inbox", 2);
+  sec.Add("archive", dir / "archive", 3);
+  sec.Add("rejected", dir / "rejected", 4);
+  sec.Add("settle_ms", "0", 5);
+  sec.Add("poll_ms", "600000", 6);  // the safety-net rescan would take ten minutes
+  GatewayInfo info;
+  info.flow_dir = gw::testing::SourceDir() + "/config/flows";
+  StderrLogger log("test");
+  auto src = FileSource::Create(ConnectorContext{"inbox", sec, info, log});
+  ASSERT_TRUE(src.ok());
+  ASSERT_TRUE((*src)->Start("").ok());
+  SourceBatch b;
+  ASSERT_FALSE(*(*src)->Poll(&b, std::chrono::milliseconds(200)));  // the first scan: empty inbox
+  WriteFile(dir / "inbox/a.uff.tmp", kValid);
+  ASSERT_EQ(::rename((dir / "inbox/a.uff.tmp").c_str(), (dir / "inbox/a.uff").c_str()), 0);
+  bool got = false;
+  for (int i = 0; i < 20 && !got; ++i) got = *(*src)->Poll(&b, std::chrono::milliseconds(250));
+  ASSERT_TRUE(got) << "not taken within 5 s: inotify did not wake the source";
+  EXPECT_EQ(b.unit, "a.uff");
 }
 
 TEST(FileSourceConfigTest, MissingDirectoryKeyIsNamed) {
