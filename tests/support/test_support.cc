@@ -220,6 +220,53 @@ std::string Postgres::Connection() const {
   return "host=127.0.0.1 port=" + std::to_string(port_) + " user=postgres dbname=postgres";
 }
 
+RabbitMq::RabbitMq(std::string dir)
+    : dir_(std::move(dir)), mqtt_port_(FreePort()), amqp_port_(FreePort()), dist_port_(FreePort()) {
+  node_ = "gwtest" + std::to_string(mqtt_port_) + "@localhost";
+}
+
+RabbitMq::~RabbitMq() { Stop(); }
+
+std::map<std::string, std::string> RabbitMq::Env() const {
+  return {{"HOME", dir_}, {"RABBITMQ_NODENAME", node_}, {"RABBITMQ_MNESIA_BASE", dir_ + "/mnesia"},
+          {"RABBITMQ_LOG_BASE", dir_ + "/log"}, {"RABBITMQ_ENABLED_PLUGINS_FILE", dir_ + "/enabled_plugins"},
+          {"RABBITMQ_CONFIG_FILE", dir_ + "/rabbitmq"}, {"RABBITMQ_DIST_PORT", std::to_string(dist_port_)},
+          {"ERL_EPMD_ADDRESS", "127.0.0.1"}, {"RABBITMQ_PID_FILE", dir_ + "/pid"}};
+}
+
+void RabbitMq::Start() {
+  const char* bin = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+  if (::access(bin, X_OK) != 0) throw std::runtime_error("rabbitmq-server is not installed (scripts/test installs it)");
+  ::mkdir(dir_.c_str(), 0755);
+  WriteFile(dir_ + "/enabled_plugins", "[rabbitmq_mqtt].\n");
+  WriteFile(dir_ + "/rabbitmq.conf", "listeners.tcp.default = 127.0.0.1:" + std::to_string(amqp_port_) +
+                                         "\nmqtt.listeners.tcp.default = 127.0.0.1:" + std::to_string(mqtt_port_) +
+                                         "\nmqtt.allow_anonymous = true\nmqtt.default_user = guest\nmqtt.default_pass = guest\n"
+                                         "loopback_users.guest = false\n");
+  process_.Start({bin}, dir_ + "/server.out", Env());
+  bool up = WaitFor(
+      [&] {
+        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons(static_cast<uint16_t>(mqtt_port_));
+        bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+        ::close(fd);
+        return ok || !process_.Running();
+      },
+      std::chrono::seconds(60));
+  if (!up || !process_.Running()) throw std::runtime_error("RabbitMQ did not start; see " + dir_ + "/server.out");
+}
+
+void RabbitMq::Stop() {
+  if (!process_.Running()) return;
+  std::string out;
+  RunCommand({"/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", node_, "stop"}, &out, Env());
+  process_.Stop(SIGTERM, std::chrono::seconds(20));
+  RunCommand({"/usr/bin/epmd", "-kill"}, &out, {{"ERL_EPMD_ADDRESS", "127.0.0.1"}});
+}
+
 void MakeTestPki(const std::string& dir) {
   auto run = [&](const std::vector<std::string>& argv) {
     std::string out;

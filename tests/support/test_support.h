@@ -107,6 +107,24 @@ class Postgres {
   bool started_ = false;
 };
 
+// A real RabbitMQ node with its MQTT plugin on 127.0.0.1:mqtt_port, all its files in `dir`.
+// Erlang's port mapper (epmd, port 4369) is started with it and stopped after it.
+class RabbitMq {
+ public:
+  explicit RabbitMq(std::string dir);
+  ~RabbitMq();
+  void Start();
+  void Stop();
+  std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(mqtt_port_); }
+
+ private:
+  std::map<std::string, std::string> Env() const;
+  std::string dir_;
+  int mqtt_port_, amqp_port_, dist_port_;
+  std::string node_;
+  Process process_;
+};
+
 // Test certificates made with openssl in `dir`: ca.{crt,key}; server.{crt,key} for 127.0.0.1
 // and localhost; client.{crt,key} (CN=UDMS) and client2.{crt,key} (CN=MRCY) signed by the CA;
 // other-ca.crt, a CA that signed nothing here; expired.{crt,key} (CN=UDMS, expired).
