@@ -53,6 +53,9 @@ StatusOr<std::unique_ptr<Sink>> FileSink::Create(const ConnectorContext& ctx) {
   auto max = c.GetInt("max_records", 100000, 1, int64_t{1} << 40);
   if (!max.ok()) return max.status();
   o.max_records = *max;
+  auto age = c.GetInt("max_age_s", 0, 0, 86400 * 7);
+  if (!age.ok()) return age.status();
+  o.max_age_s = *age;
   o.test_flag = c.GetString("test_flag", "OPER");
   std::string flow_dir = ctx.gateway.flow_dir.empty() ? adapters::DefaultFlowDir() : ctx.gateway.flow_dir;
   auto cat = adapters::FlowCatalogue::LoadDirectory(flow_dir);
@@ -63,6 +66,15 @@ StatusOr<std::unique_ptr<Sink>> FileSink::Create(const ConnectorContext& ctx) {
 FileSink::FileSink(std::string name, FileSinkOptions options, std::shared_ptr<const adapters::FlowCatalogue> catalogue,
                    Logger& logger)
     : name_(std::move(name)), options_(std::move(options)), catalogue_(std::move(catalogue)), logger_(logger) {}
+
+DeliveryHints FileSink::Hints() const {
+  DeliveryHints h;
+  if (options_.max_age_s > 0) {
+    h.max_batch = static_cast<int>(std::min<int64_t>(options_.max_records, 1000000));
+    h.linger = std::chrono::seconds(options_.max_age_s);
+  }
+  return h;
+}
 
 Status FileSink::Start() {
   Status s = MakeDirs(options_.directory);

@@ -1,14 +1,16 @@
 // The `file` sink: writes events as DTN files for legacy systems on the receiving side.
 //
 // Events are grouped by flow, sender and recipient (IF-021 becomes D0036001); each group of a
-// delivery batch becomes one file, cut at `max_records` records. A file is written as a hidden
+// delivery batch becomes one file, cut at `max_records` records. With `max_age_s` the core
+// holds events back (DeliveryHints::linger) until max_records events are pending or the oldest
+// has waited max_age_s, so files are fuller; nothing is confirmed before its file is written. A file is written as a hidden
 // temporary file, fsynced, renamed into place and the directory fsynced, so a reader never
 // sees a partial file, and the events it carries are confirmed only after that. File ids are
 // a persistent 10-digit sequence per sink (kept in DIRECTORY/.NAME.file-id).
 //
 // Config ([sink.NAME]): directory (required); name (default
 // {flow}_{from_mpid}_{to_mpid}_{file_id}.uff; placeholders {flow} {from_mpid} {to_mpid}
-// {file_id} {from_role} {to_role}); max_records (100000); test_flag (OPER).
+// {file_id} {from_role} {to_role}); max_records (100000); max_age_s (0); test_flag (OPER).
 // An event that has no DTN form, or whose payload does not fit its flow, is refused for good
 // (dead letter naming the field).
 // Thread-safety: as Sink.
@@ -27,6 +29,7 @@ struct FileSinkOptions {
   std::string directory;
   std::string name_template = "{flow}_{from_mpid}_{to_mpid}_{file_id}.uff";
   int64_t max_records = 100000;
+  int64_t max_age_s = 0;  // 0: write each delivery batch at once
   std::string test_flag = "OPER";
 };
 
@@ -39,6 +42,7 @@ class FileSink : public Sink {
   Status Start() override;
   std::vector<Status> Deliver(const std::vector<const Event*>& events) override;
   bool Connected() const override { return writable_; }
+  DeliveryHints Hints() const override;
   void Stop() override {}
 
  private:

@@ -485,7 +485,7 @@ void ReadEvent(const Stmt& s, int c, Event* e) {
 Status Journal::FetchPending(const std::string& sink, int limit, std::vector<PendingDelivery>* out) {
   Reader r(this);
   GW_RETURN_IF_ERROR(r.status());
-  auto st = r.db().Prepare(std::string("SELECT d.seq, d.attempts, d.expires_at, ") + kEventColumns +
+  auto st = r.db().Prepare(std::string("SELECT d.seq, d.attempts, d.expires_at, e.accepted_at, ") + kEventColumns +
                            " FROM deliveries d JOIN events e ON e.seq = d.seq"
                            " WHERE d.sink_id = (SELECT id FROM sinks WHERE name=?) AND d.state = 0"
                            " ORDER BY d.seq LIMIT ?");
@@ -500,7 +500,8 @@ Status Journal::FetchPending(const std::string& sink, int limit, std::vector<Pen
     d.seq = s.Int(0);
     d.attempts = static_cast<int>(s.Int(1));
     d.expires_at_ms = s.Int(2);
-    ReadEvent(s, 3, &d.event);
+    d.accepted_at_ms = s.Int(3);
+    ReadEvent(s, 4, &d.event);
     out->push_back(std::move(d));
   }
   s.Reset();

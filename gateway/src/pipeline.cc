@@ -188,13 +188,15 @@ void Pipeline::RunSink(SinkSlot* slot) {
   int failures = 0;
   RateLimiter limiter(std::chrono::seconds(10));
   RateLimiter journal_limiter(std::chrono::seconds(10));
+  const DeliveryHints hints = slot->sink->Hints();
+  const int limit = hints.max_batch > 0 ? hints.max_batch : policy.batch;
   // The batch in hand. It is refetched from the journal only when empty: a batch with
   // transient failures is retried as it is, so the failed event stays ahead of the rest.
   std::vector<PendingDelivery> batch;
   while (!slot->stop.load()) {
     if (draining_.load() && std::chrono::steady_clock::now() >= drain_deadline_) break;
     if (batch.empty()) {
-      Status s = journal_->FetchPending(slot->name, policy.batch, &batch);
+      Status s = journal_->FetchPending(slot->name, limit, &batch);
       if (!s.ok()) {
         log.Error("cannot read pending deliveries: " + s.ToString());
         SleepUnless(slot->stop, std::chrono::seconds(1));
@@ -204,6 +206,16 @@ void Pipeline::RunSink(SinkSlot* slot) {
         if (draining_.load()) break;
         journal_->WaitForAppend(&generation, std::chrono::milliseconds(500));
         continue;
+      }
+      // Linger: a batch that is not full waits for more until its oldest event is old enough.
+      if (hints.linger.count() > 0 && static_cast<int>(batch.size()) < limit && !draining_.load()) {
+        int64_t due = batch.front().accepted_at_ms + hints.linger.count();
+        int64_t left = due - NowUnixMs();
+        if (left > 0) {
+          batch.clear();
+          journal_->WaitForAppend(&generation, std::chrono::milliseconds(std::min<int64_t>(left, 500)));
+          continue;
+        }
       }
     }
     DeliveryOutcomes outcomes;

@@ -61,6 +61,7 @@ struct PendingDelivery {
   int64_t seq = 0;
   int attempts = 0;
   int64_t expires_at_ms = 0;  // 0: never
+  int64_t accepted_at_ms = 0;
   Event event;
 };
 

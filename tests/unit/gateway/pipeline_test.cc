@@ -30,6 +30,8 @@ struct FakeState {
   std::map<std::string, int> fail_times;    // transient failures before success
   std::set<std::string> refuse;             // permanent failures
   int deliver_calls = 0;
+  std::vector<size_t> call_sizes;
+  DeliveryHints hints;
 };
 
 class FakeSource : public Source {
@@ -63,6 +65,7 @@ class FakeSink : public Sink {
   std::vector<Status> Deliver(const std::vector<const Event*>& events) override {
     std::lock_guard<std::mutex> l(s_->mu);
     ++s_->deliver_calls;
+    s_->call_sizes.push_back(events.size());
     // A sequential sink: after a transient failure it attempts nothing more in the batch.
     std::vector<Status> out;
     bool stalled = false;
@@ -83,6 +86,7 @@ class FakeSink : public Sink {
     return out;
   }
   bool Connected() const override { return true; }
+  DeliveryHints Hints() const override { return s_->hints; }
   void Stop() override {}
 
  private:
@@ -231,6 +235,30 @@ TEST_F(PipelineTest, StopDrainsPendingDeliveries) {
   }, std::chrono::seconds(10)));
   pipeline_->Stop(std::chrono::seconds(5));
   EXPECT_EQ(state_.delivered, (std::vector<std::string>{"a", "b", "c"}));
+}
+
+TEST_F(PipelineTest, LingerGathersABatchBeforeDelivering) {
+  state_.hints.max_batch = 5;
+  state_.hints.linger = std::chrono::seconds(3);
+  Run();
+  Emit("f1", {"a", "b", "c"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  Emit("f2", {"d", "e", "f", "g"});
+  ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 7; }, std::chrono::seconds(10)));
+  pipeline_->Stop(std::chrono::seconds(1));
+  ASSERT_GE(state_.call_sizes.size(), 1u);
+  EXPECT_EQ(state_.call_sizes[0], 5u) << "the first 3 waited for more, up to max_batch";
+  EXPECT_EQ(state_.delivered, (std::vector<std::string>{"a", "b", "c", "d", "e", "f", "g"}));
+}
+
+TEST_F(PipelineTest, LingerEndsWhenTheOldestEventIsOldEnough) {
+  state_.hints.max_batch = 100;
+  state_.hints.linger = std::chrono::milliseconds(300);
+  Run();
+  Emit("f1", {"a", "b"});
+  ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 2; }, std::chrono::seconds(10)));
+  pipeline_->Stop(std::chrono::seconds(1));
+  EXPECT_EQ(state_.call_sizes, std::vector<size_t>{2});
 }
 
 TEST(RegistryTest, UnknownTypeListsTheKnownOnes) {

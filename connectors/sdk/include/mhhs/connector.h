@@ -88,9 +88,21 @@ class Source {
   virtual void Stop() = 0;
 };
 
+// How a sink wants its batches: at most `max_batch` events (0: the core's `batch` key), and
+// the core may wait up to `linger` after the oldest pending event was accepted for more to
+// arrive before delivering a batch that is not full (0: deliver at once). A file sink uses this
+// to cut files by size or age.
+struct DeliveryHints {
+  int max_batch = 0;
+  std::chrono::milliseconds linger{0};
+};
+
 class Sink {
  public:
   virtual ~Sink() = default;
+
+  // Batching wishes; called once after Start().
+  virtual DeliveryHints Hints() const { return DeliveryHints(); }
 
   // Connects or prepares. May return OK while the far side is still unreachable, if Deliver()
   // will report kUnavailable until it is.
