@@ -46,12 +46,19 @@ StatusOr<std::unique_ptr<Source>> FileSource::Create(const ConnectorContext& ctx
   FileSourceOptions o;
   auto dir = c.GetRequired("directory");
   if (!dir.ok()) return dir.status();
-  auto archive = c.GetRequired("archive");
-  if (!archive.ok()) return archive.status();
+  auto del = c.GetBool("delete_after_commit", false);
+  if (!del.ok()) return del.status();
+  o.delete_after_commit = *del;
+  if (!o.delete_after_commit) {
+    auto archive = c.GetRequired("archive");
+    if (!archive.ok()) return c.Error("archive", "is required (or set delete_after_commit = true)");
+    o.archive = *archive;
+  } else if (c.Has("archive")) {
+    return c.Error("archive", "cannot go with delete_after_commit = true");
+  }
   auto rejected = c.GetRequired("rejected");
   if (!rejected.ok()) return rejected.status();
   o.directory = *dir;
-  o.archive = *archive;
   o.rejected = *rejected;
   std::string format = c.GetString("format", "dtn");
   if (format != "dtn") return c.Error("format", "only \"dtn\" is supported (got \"" + format + "\")");
@@ -98,6 +105,7 @@ FileSource::FileSource(std::string name, FileSourceOptions options,
 
 Status FileSource::Start(const std::string& checkpoint) {
   for (const std::string& d : {options_.directory, options_.archive, options_.rejected, claimed_dir()}) {
+    if (d.empty()) continue;
     Status s = MakeDirs(d);
     if (!s.ok()) return FailedPrecondition(s.message());
     if (::access(d.c_str(), W_OK) != 0) return FailedPrecondition(d + ": not writable by the gateway");
@@ -368,6 +376,12 @@ void FileSource::Ack(const SourceBatch& batch, const Status& committed) {
   }
   if (!batch.last) return;
   if (stream_ && stream_->name == batch.unit) EndStream();
+  if (options_.delete_after_commit) {
+    std::string path = claimed_dir() + "/" + batch.unit;
+    if (::unlink(path.c_str()) != 0) logger_.Error("cannot delete " + path + ": " + std::strerror(errno));
+    else (void)FsyncDir(claimed_dir());
+    return;
+  }
   auto moved = MoveInto(claimed_dir() + "/" + batch.unit, options_.archive, batch.unit);
   if (!moved.ok()) logger_.Error("cannot archive " + batch.unit + ": " + moved.status().message());
 }

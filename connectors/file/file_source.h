@@ -12,7 +12,8 @@
 // Claiming is a rename into `DIRECTORY/.claimed/`, atomic on one file system; a file left
 // there by a crash is taken again first (the journal absorbs the replay by event id).
 //
-// Config ([source.NAME]): directory, archive, rejected (required); format = dtn;
+// Config ([source.NAME]): directory, rejected (required), archive (required unless
+// delete_after_commit = true, which removes each file once its events are committed); format = dtn;
 // pattern (glob, default *); poll_ms (1000); settle_ms (1000); incomplete_after_s (300);
 // mapping = dip (D0036 files become IF-021 events) | none (every flow as its generic event);
 // stream_above_bytes (64 MiB), batch_events (5000).
@@ -44,7 +45,8 @@ namespace gw::connectors::file {
 
 struct FileSourceOptions {
   std::string directory;
-  std::string archive;
+  std::string archive;       // "" with delete_after_commit
+  bool delete_after_commit = false;
   std::string rejected;
   std::string pattern = "*";
   std::chrono::milliseconds poll{1000};

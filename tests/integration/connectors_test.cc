@@ -249,7 +249,7 @@ TEST_F(ConnectorsTest, TwoGatewaysOnASharedSubscriptionSplitTheStream) {
     WriteFile(path, "[gateway]\nparticipant_mpid = MRCY\nparticipant_role = X\nenvironment = SIT\nflow_dir = " + SourceDir() +
                         "/config/flows\n[journal]\npath = " + dir_ / ("gw" + n + ".db") + "\n"
                         "[source.backbone]\ntype = mqtt\nuri = " + broker_.uri() + "\nclient_id = MRCY-gw-" + n +
-                        "\ntopics = $share/mrcy/mhhs/SIT/IF-021/#\nmax_batch = 5\n"
+                        "\ntopics = $share/mrcy/mhhs/SIT/IF-021/#\nprotocol = 5\nmax_batch = 5\n"
                         "[sink.outbox]\ntype = file\ndirectory = " + dir_ / ("outbox" + n) + "\n[route.in]\nfrom = backbone\nto = outbox\n");
     return path;
   };

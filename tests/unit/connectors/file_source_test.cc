@@ -232,6 +232,36 @@ TEST(FileSourceInotifyTest, NewFileIsTakenWithoutWaitingForTheRescan) {
   EXPECT_EQ(b.unit, "a.uff");
 }
 
+TEST(FileSourceDeleteTest, DeleteAfterCommitRemovesTheFileOnlyAfterAck) {
+  gw::testing::TempDir dir;
+  ConfigSection sec("test.ini", "source.inbox", 1);
+  sec.Add("directory", dir / "inbox", 2);
+  sec.Add("rejected", dir / "rejected", 3);
+  sec.Add("delete_after_commit", "true", 4);
+  sec.Add("settle_ms", "0", 5);
+  GatewayInfo info;
+  info.flow_dir = gw::testing::SourceDir() + "/config/flows";
+  StderrLogger log("test");
+  auto src = FileSource::Create(ConnectorContext{"inbox", sec, info, log});
+  ASSERT_TRUE(src.ok()) << src.status().ToString();
+  ASSERT_TRUE((*src)->Start("").ok());
+  WriteFile(dir / "inbox/a.uff", kValid);
+  SourceBatch b;
+  ASSERT_TRUE(*(*src)->Poll(&b, std::chrono::seconds(2)));
+  EXPECT_EQ(FilesIn(dir / "inbox/.claimed"), std::vector<std::string>{"a.uff"});
+  (*src)->Ack(b, Status::Ok());
+  EXPECT_TRUE(FilesIn(dir / "inbox/.claimed").empty());
+  EXPECT_TRUE(FilesIn(dir / "inbox").empty());
+  ConfigSection both("test.ini", "source.x", 1);
+  both.Add("directory", dir / "in2", 2);
+  both.Add("archive", dir / "arch", 3);
+  both.Add("rejected", dir / "rej", 4);
+  both.Add("delete_after_commit", "true", 5);
+  auto bad = FileSource::Create(ConnectorContext{"x", both, info, log});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(), "test.ini:3: [source.x] archive: cannot go with delete_after_commit = true");
+}
+
 TEST(FileSourceConfigTest, MissingDirectoryKeyIsNamed) {
   ConfigSection s("gw.ini", "source.inbox", 9);
   s.Add("type", "file", 10);
