@@ -81,20 +81,18 @@ StatusOr<std::unique_ptr<Source>> FileSource::Create(const ConnectorContext& ctx
   if (!batch_events.ok()) return batch_events.status();
   o.stream_above_bytes = *stream_above;
   o.batch_events = static_cast<int>(*batch_events);
-  if (o.dip_mapping) {
-    Status s = adapters::If021Mapper::CheckSettings(ctx.gateway);
-    if (!s.ok()) {
-      ctx.logger.Warning("D0036 files will be rejected until this is set: " + s.message() +
-                         " (or set mapping = none to publish them as D0036 events)");
-    }
-  }
+  // Without [gateway] dip_id and [dip] role a D0036 file is rejected with an errors.txt that
+  // says so; other flows need neither, so nothing is said at start.
   if (o.directory == o.archive || o.directory == o.rejected) {
     return c.Error("archive", "archive and rejected must differ from directory");
   }
   std::string flow_dir = ctx.gateway.flow_dir.empty() ? adapters::DefaultFlowDir() : ctx.gateway.flow_dir;
   auto cat = adapters::FlowCatalogue::LoadDirectory(flow_dir);
   if (!cat.ok()) return cat.status();
-  return std::unique_ptr<Source>(new FileSource(ctx.name, std::move(o), std::move(cat.value()), ctx.gateway, ctx.logger));
+  auto* src = new FileSource(ctx.name, std::move(o), std::move(cat.value()), ctx.gateway, ctx.logger);
+  src->files_ingested_ = &MetricsOf(ctx).GetCounter("files_ingested", "DTN files whose events were committed");
+  src->files_rejected_ = &MetricsOf(ctx).GetCounter("files_rejected", "DTN files moved to the rejected directory");
+  return std::unique_ptr<Source>(src);
 }
 
 FileSource::FileSource(std::string name, FileSourceOptions options,
@@ -195,6 +193,7 @@ std::string FileSource::ClaimNext() {
 }
 
 void FileSource::Reject(const std::string& name, const std::string& errors) {
+  if (files_rejected_) files_rejected_->Increment();
   auto moved = MoveInto(claimed_dir() + "/" + name, options_.rejected, name);
   if (!moved.ok()) {
     logger_.Error("cannot move " + name + " to rejected: " + moved.status().message());
@@ -375,6 +374,7 @@ void FileSource::Ack(const SourceBatch& batch, const Status& committed) {
     return;
   }
   if (!batch.last) return;
+  if (files_ingested_) files_ingested_->Increment();
   if (stream_ && stream_->name == batch.unit) EndStream();
   if (options_.delete_after_commit) {
     std::string path = claimed_dir() + "/" + batch.unit;

@@ -120,6 +120,8 @@ class FileSource : public Source {
   std::unique_ptr<SourceBatch> retry_;
 
   int inotify_fd_ = -1;
+  Counter* files_ingested_ = nullptr;
+  Counter* files_rejected_ = nullptr;
 
   std::mutex mu_;
   std::condition_variable cv_;

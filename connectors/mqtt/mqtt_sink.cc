@@ -135,7 +135,9 @@ StatusOr<std::unique_ptr<Sink>> MqttSink::Create(const ConnectorContext& ctx) {
     if (u.rfind("mqtts://", 0) == 0) u = "ssl://" + u.substr(8);
     if (u.rfind("mqtt://", 0) == 0) u = "tcp://" + u.substr(7);
   }
-  return std::unique_ptr<Sink>(new MqttSink(ctx.name, std::move(o), std::move(*topic), ctx.gateway, ctx.logger));
+  auto* sink = new MqttSink(ctx.name, std::move(o), std::move(*topic), ctx.gateway, ctx.logger);
+  sink->reconnects_ = &MetricsOf(ctx).GetCounter("mqtt_connects", "Successful connections to the broker");
+  return std::unique_ptr<Sink>(sink);
 }
 
 MqttSink::MqttSink(std::string name, MqttSinkOptions options, TopicTemplate topic, const GatewayInfo& gw,
@@ -205,6 +207,7 @@ Status MqttSink::EnsureConnected() {
     }
     return Unavailable("cannot connect to " + options_.uris.front() + ": " + e.what() + (tls.empty() ? "" : " (TLS: " + tls + ")"));
   }
+  if (reconnects_) reconnects_->Increment();
   if (connect_failures_ > 0) logger_.Notice("connected to " + options_.uris.front() + " after " + std::to_string(connect_failures_) + " failed attempt(s)");
   else logger_.Info("connected to " + options_.uris.front());
   connect_failures_ = 0;

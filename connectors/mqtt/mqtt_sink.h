@@ -83,6 +83,7 @@ class MqttSink : public Sink {
   std::atomic<bool> stopping_{false};
   int connect_failures_ = 0;
   std::chrono::steady_clock::time_point next_connect_{};
+  Counter* reconnects_ = nullptr;
   std::string tls_error_;  // the last TLS error Paho reported, for a clear message
   std::mutex tls_error_mu_;
 };

@@ -104,7 +104,10 @@ StatusOr<std::unique_ptr<Source>> MqttSource::Create(const ConnectorContext& ctx
   auto rmax = c.GetInt("reconnect_max_ms", 30000, 100, 3600000);
   if (!rmax.ok()) return rmax.status();
   o.reconnect_max = std::chrono::milliseconds(*rmax);
-  return std::unique_ptr<Source>(new MqttSource(ctx.name, std::move(o), ctx.logger));
+  auto* src = new MqttSource(ctx.name, std::move(o), ctx.logger);
+  src->dropped_ = &MetricsOf(ctx).GetCounter("messages_dropped", "Inbound messages that were not valid envelopes");
+  src->connects_ = &MetricsOf(ctx).GetCounter("mqtt_connects", "Successful connections to the broker");
+  return std::unique_ptr<Source>(src);
 }
 
 MqttSource::MqttSource(std::string name, MqttSourceOptions options, Logger& logger)
@@ -142,6 +145,7 @@ Status MqttSource::EnsureConnected() {
   logger_.Notice("subscribed to " + uri + " (" + std::to_string(options_.topics.size()) + " filter(s), session " +
                  (client_->session_present() ? "resumed" : "new") + ")");
   failures_ = 0;
+  if (connects_) connects_->Increment();
   // Messages handed out but not acknowledged before the reconnect will come again.
   unacked_.clear();
   return Status::Ok();
@@ -194,6 +198,7 @@ StatusOr<bool> MqttSource::Poll(SourceBatch* batch, std::chrono::milliseconds wa
       }
     }
     if (!reason.empty()) {
+      if (dropped_) dropped_->Increment();
       uint64_t suppressed = 0;
       if (bad_limiter_.Allow(&suppressed)) {
         logger_.Warning("dropped a message on " + m.topic + ": " + reason +

@@ -66,6 +66,8 @@ class MqttSource : public Source {
   uint64_t batch_token_ = 0;
   std::unique_ptr<SourceBatch> retry_;
   RateLimiter bad_limiter_{std::chrono::seconds(10)};
+  Counter* dropped_ = nullptr;
+  Counter* connects_ = nullptr;
   std::atomic<bool> stopping_{false};
 };
 

@@ -10,7 +10,9 @@
 #include <boost/program_options.hpp>
 #include <iostream>
 
+#include "gw/admin.h"
 #include "gw/config.h"
+#include "gw/fs.h"
 #include "gw/connectors/builtin.h"
 #include "gw/journal.h"
 #include "gw/log.h"
@@ -35,7 +37,7 @@ int main(int argc, char** argv) {
       ("check-config", "validate the configuration and every connector section, then exit")
       ("log-level", po::value<std::string>(), "override [gateway] log_level: error, warning, notice, info, debug")
       ("log-json", "write log lines as JSON objects")
-      ("shutdown-timeout", po::value<int>()->default_value(20), "seconds to let in-flight deliveries finish on SIGTERM")
+      ("shutdown-timeout", po::value<int>(), "seconds to let in-flight deliveries finish on SIGTERM (default: [gateway] shutdown_timeout_s, 20)")
       ("version", "print the version and exit")
       ("help,h", "print this help and exit");
   po::variables_map vm;
@@ -56,7 +58,6 @@ int main(int argc, char** argv) {
     std::cout << "mhhs-gatewayd " << GW_VERSION << "\n";
     return 0;
   }
-  if (vm.count("log-json")) gw::SetLogJson(true);
 
   std::string path = vm["config"].as<std::string>();
   auto config = gw::LoadConfig(path);
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
   auto parsed_level = gw::ParseLogLevel(level);
   if (!parsed_level.ok()) return Fail(log, EX_CONFIG, "--log-level: " + parsed_level.status().message());
   gw::SetLogLevel(*parsed_level);
+  if (vm.count("log-json") || config->log_format == "json") gw::SetLogJson(true);
 
   gw::Registry registry;
   gw::Status reg = gw::connectors::RegisterBuiltinConnectors(registry);
@@ -96,22 +98,69 @@ int main(int argc, char** argv) {
   auto journal = gw::Journal::Open(jopts);
   if (!journal.ok()) return Fail(log, EX_IOERR, journal.status().message());
 
-  gw::Pipeline pipeline(*config, journal->get(), registry);
+  gw::MetricsRegistry metrics;
+  gw::Pipeline pipeline(*config, journal->get(), registry, &metrics);
   gw::Status s = pipeline.Build();
   if (!s.ok()) return Fail(log, EX_CONFIG, s.message());
+
+  gw::AdminOptions admin_opts;
+  admin_opts.listen = config->admin_listen == "off" ? "" : config->admin_listen;
+  if (!config->admin_token_file.empty()) {
+    auto token = gw::ReadFile(config->admin_token_file);
+    if (!token.ok()) return Fail(log, EX_CONFIG, "[gateway] admin_token_file: " + token.status().message());
+    admin_opts.token = *token;
+    while (!admin_opts.token.empty() && (admin_opts.token.back() == '\n' || admin_opts.token.back() == '\r')) admin_opts.token.pop_back();
+  }
+  admin_opts.max_backlog_age_s = config->max_backlog_age_s;
+  admin_opts.cert_warn_days = config->cert_warn_days;
+  admin_opts.cert_files = gw::ConfiguredCertificates(*config);
+  admin_opts.version = GW_VERSION;
+  gw::AdminServer admin(admin_opts, *config, &pipeline, journal->get(), &metrics);
+
   s = pipeline.Start();
+  if (!s.ok()) {
+    pipeline.Stop(std::chrono::milliseconds(0));
+    return Fail(log, EX_UNAVAILABLE, s.message());
+  }
+  s = admin.Start();
   if (!s.ok()) {
     pipeline.Stop(std::chrono::milliseconds(0));
     return Fail(log, EX_UNAVAILABLE, s.message());
   }
   log.Notice("started: participant " + config->gateway.participant_mpid + " (" + config->gateway.participant_role + "), " +
              std::to_string(config->sources.size()) + " source(s), " + std::to_string(config->sinks.size()) +
-             " sink(s), journal " + config->journal.path);
+             " sink(s), journal " + config->journal.path +
+             (admin_opts.listen.empty() ? "" : ", admin http://" + admin_opts.listen + "/"));
   sd_notify(0, "READY=1\nSTATUS=running");
 
+  // The watchdog is fed only while every source and sink loop makes progress: a wedged sink
+  // worker stops the pings and systemd restarts the service.
+  uint64_t watchdog_usec = 0;
+  bool watchdog = sd_watchdog_enabled(0, &watchdog_usec) > 0;
+  auto tick = watchdog ? std::chrono::microseconds(watchdog_usec / 3) : std::chrono::microseconds(2000000);
+  bool wedged = false;
   for (;;) {
-    int sig = 0;
-    if (sigwait(&signals, &sig) != 0) continue;
+    timespec ts{static_cast<time_t>(tick.count() / 1000000), static_cast<long>(tick.count() % 1000000) * 1000};
+    int sig = sigtimedwait(&signals, nullptr, &ts);
+    if (sig < 0) {
+      std::string why;
+      bool healthy = pipeline.Healthy(std::chrono::seconds(config->watchdog_stall_s), &why);
+      if (healthy) {
+        if (wedged) log.Notice("pipeline making progress again; watchdog pings resumed");
+        wedged = false;
+        const gw::PipelineCounters& c = pipeline.counters();
+        std::string status = "STATUS=" + std::to_string(c.events_accepted.load()) + " accepted, " +
+                             std::to_string(c.events_delivered.load()) + " delivered, " +
+                             std::to_string(c.dead_letters.load()) + " dead-lettered";
+        if (watchdog) status += "\nWATCHDOG=1";
+        sd_notify(0, status.c_str());
+      } else if (!wedged) {
+        wedged = true;
+        log.Error("watchdog pings stopped: " + why);
+        sd_notify(0, ("STATUS=wedged: " + why).c_str());
+      }
+      continue;
+    }
     if (sig == SIGHUP) {
       log.Notice("SIGHUP received: configuration reload is not supported by this build; restart to apply changes");
       continue;
@@ -120,7 +169,9 @@ int main(int argc, char** argv) {
     break;
   }
   sd_notify(0, "STOPPING=1");
-  pipeline.Stop(std::chrono::seconds(vm["shutdown-timeout"].as<int>()));
+  admin.Stop();
+  int drain = vm.count("shutdown-timeout") ? vm["shutdown-timeout"].as<int>() : config->shutdown_timeout_s;
+  pipeline.Stop(std::chrono::seconds(drain));
   const gw::PipelineCounters& c = pipeline.counters();
   log.Notice("stopped: " + std::to_string(c.events_accepted.load()) + " event(s) accepted, " +
              std::to_string(c.events_delivered.load()) + " delivered, " + std::to_string(c.dead_letters.load()) +

@@ -151,6 +151,26 @@ StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& 
       cfg.log_level = sec.GetString("log_level", "info");
       static const std::set<std::string> kLevels = {"error", "warning", "notice", "info", "debug"};
       if (!kLevels.count(cfg.log_level)) return sec.Error("log_level", "must be error, warning, notice, info or debug (got \"" + cfg.log_level + "\")");
+      cfg.log_format = sec.GetString("log_format", "text");
+      if (cfg.log_format != "text" && cfg.log_format != "json") return sec.Error("log_format", "must be text or json");
+      cfg.admin_listen = sec.GetString("admin_listen", cfg.admin_listen);
+      if (cfg.admin_listen != "off" && cfg.admin_listen.rfind("127.", 0) != 0 && cfg.admin_listen.rfind("[::1]", 0) != 0 &&
+          cfg.admin_listen.rfind("localhost:", 0) != 0) {
+        return sec.Error("admin_listen", "must be a loopback address such as 127.0.0.1:9780, or off (got \"" + cfg.admin_listen + "\")");
+      }
+      cfg.admin_token_file = sec.GetString("admin_token_file", "");
+      auto backlog = sec.GetInt("max_backlog_age_s", 0, 0, 86400 * 30);
+      if (!backlog.ok()) return backlog.status();
+      cfg.max_backlog_age_s = *backlog;
+      auto warn = sec.GetInt("cert_warn_days", 14, 0, 3650);
+      if (!warn.ok()) return warn.status();
+      cfg.cert_warn_days = static_cast<int>(*warn);
+      auto stall = sec.GetInt("watchdog_stall_s", 120, 5, 86400);
+      if (!stall.ok()) return stall.status();
+      cfg.watchdog_stall_s = static_cast<int>(*stall);
+      auto drain = sec.GetInt("shutdown_timeout_s", 20, 0, 3600);
+      if (!drain.ok()) return drain.status();
+      cfg.shutdown_timeout_s = static_cast<int>(*drain);
       GW_RETURN_IF_ERROR(sec.CheckAllUsed());
     } else if (name == "dip") {
       DipSettings& d = cfg.gateway.dip;

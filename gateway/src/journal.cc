@@ -394,6 +394,11 @@ Status Journal::RecordOutcomes(const std::string& sink, const DeliveryOutcomes& 
       false, true);
 }
 
+Status Journal::LastCommit() {
+  std::lock_guard<std::mutex> lock(queue_mu_);
+  return last_commit_;
+}
+
 Status Journal::Flush() {
   return Write([](Db&) { return Status::Ok(); }, false, true);
 }

@@ -25,13 +25,13 @@ std::string Known(const Map& m) {
 
 template <typename T, typename Map>
 StatusOr<std::unique_ptr<T>> Create(const Map& factories, const ConnectorConfig& c, const GatewayInfo& gw, Logger& log,
-                                    const char* kind) {
+                                    Metrics* metrics, const char* kind) {
   auto it = factories.find(c.type);
   if (it == factories.end()) {
     return c.section.Error("type", std::string("no ") + kind + " connector of type \"" + c.type + "\" (known: " +
                                        Known(factories) + ")");
   }
-  ConnectorContext ctx{c.name, c.section, gw, log};
+  ConnectorContext ctx{c.name, c.section, gw, log, metrics};
   auto made = it->second(ctx);
   if (!made.ok()) return made.status();
   GW_RETURN_IF_ERROR(c.section.CheckAllUsed());
@@ -40,12 +40,14 @@ StatusOr<std::unique_ptr<T>> Create(const Map& factories, const ConnectorConfig&
 
 }  // namespace
 
-StatusOr<std::unique_ptr<Source>> Registry::CreateSource(const ConnectorConfig& c, const GatewayInfo& gw, Logger& log) const {
-  return Create<Source>(sources_, c, gw, log, "source");
+StatusOr<std::unique_ptr<Source>> Registry::CreateSource(const ConnectorConfig& c, const GatewayInfo& gw, Logger& log,
+                                                         Metrics* metrics) const {
+  return Create<Source>(sources_, c, gw, log, metrics, "source");
 }
 
-StatusOr<std::unique_ptr<Sink>> Registry::CreateSink(const ConnectorConfig& c, const GatewayInfo& gw, Logger& log) const {
-  return Create<Sink>(sinks_, c, gw, log, "sink");
+StatusOr<std::unique_ptr<Sink>> Registry::CreateSink(const ConnectorConfig& c, const GatewayInfo& gw, Logger& log,
+                                                     Metrics* metrics) const {
+  return Create<Sink>(sinks_, c, gw, log, metrics, "sink");
 }
 
 StatusOr<SinkPolicy> ReadSinkPolicy(const ConfigSection& s) {
@@ -74,8 +76,34 @@ std::chrono::milliseconds JitteredBackoff(int attempt, std::chrono::milliseconds
   return std::chrono::milliseconds(d(rng));
 }
 
-Pipeline::Pipeline(const GatewayConfig& config, Journal* journal, const Registry& registry)
-    : config_(config), journal_(journal), registry_(registry) {}
+Pipeline::Pipeline(const GatewayConfig& config, Journal* journal, const Registry& registry, MetricsRegistry* metrics)
+    : config_(config), journal_(journal), registry_(registry), metrics_(metrics ? metrics : &own_metrics_) {}
+
+std::vector<SinkHealth> Pipeline::Sinks() const {
+  std::vector<SinkHealth> out;
+  for (const auto& s : sinks_) out.push_back(SinkHealth{s->name, s->sink && s->sink->Connected()});
+  return out;
+}
+
+bool Pipeline::Healthy(std::chrono::seconds stall, std::string* why) const {
+  int64_t now = NowUnixMs();
+  int64_t limit = static_cast<int64_t>(stall.count()) * 1000;
+  for (const auto& s : sources_) {
+    int64_t hb = s->heartbeat_ms.load();
+    if (hb != 0 && now - hb > limit) {
+      if (why) *why = "source " + s->name + " has made no progress for " + std::to_string((now - hb) / 1000) + " s";
+      return false;
+    }
+  }
+  for (const auto& s : sinks_) {
+    int64_t hb = s->heartbeat_ms.load();
+    if (hb != 0 && !s->finished.load() && now - hb > limit) {
+      if (why) *why = "sink " + s->name + " has made no progress for " + std::to_string((now - hb) / 1000) + " s";
+      return false;
+    }
+  }
+  return true;
+}
 
 Pipeline::~Pipeline() { Stop(std::chrono::milliseconds(0)); }
 
@@ -87,7 +115,11 @@ Status Pipeline::Build() {
     auto policy = ReadSinkPolicy(c.section);
     if (!policy.ok()) return policy.status();
     slot->policy = *policy;
-    auto sink = registry_.CreateSink(c, config_.gateway, *slot->logger);
+    slot->metrics = metrics_->ForConnector(c.name);
+    slot->delivered = &metrics_->CounterFor("mhhs_gateway_events_delivered_total", "Events confirmed by the far side, per sink", {{"sink", c.name}});
+    slot->failures = &metrics_->CounterFor("mhhs_gateway_delivery_failures_total", "Delivery attempts that failed transiently, per sink", {{"sink", c.name}});
+    slot->dead = &metrics_->CounterFor("mhhs_gateway_dead_letters_total", "Events moved to the dead-letter list, per sink", {{"sink", c.name}});
+    auto sink = registry_.CreateSink(c, config_.gateway, *slot->logger, slot->metrics.get());
     if (!sink.ok()) return sink.status();
     slot->sink = std::move(sink.value());
     sinks_.push_back(std::move(slot));
@@ -96,7 +128,11 @@ Status Pipeline::Build() {
     auto slot = std::make_unique<SourceSlot>();
     slot->name = c.name;
     slot->logger = std::make_unique<StderrLogger>("source." + c.name);
-    auto source = registry_.CreateSource(c, config_.gateway, *slot->logger);
+    slot->metrics = metrics_->ForConnector(c.name);
+    slot->ingested = &metrics_->CounterFor("mhhs_gateway_events_ingested_total", "Events accepted into the journal, per source", {{"source", c.name}});
+    slot->duplicates = &metrics_->CounterFor("mhhs_gateway_events_duplicate_total", "Events already in the journal, per source", {{"source", c.name}});
+    slot->commit_failures = &metrics_->CounterFor("mhhs_gateway_commit_failures_total", "Batches the journal could not commit, per source", {{"source", c.name}});
+    auto source = registry_.CreateSource(c, config_.gateway, *slot->logger, slot->metrics.get());
     if (!source.ok()) return source.status();
     slot->source = std::move(source.value());
     slot->targets = config_.TargetsFor(c.name);
@@ -141,6 +177,7 @@ void Pipeline::RunSource(SourceSlot* slot) {
   RateLimiter limiter(std::chrono::seconds(10));
   bool paused = false;
   while (!sources_stop_.load()) {
+    slot->heartbeat_ms.store(NowUnixMs());
     std::string why;
     if (journal_->ShouldPause(&why)) {
       if (!paused) log.Warning("paused: " + why);
@@ -168,6 +205,7 @@ void Pipeline::RunSource(SourceSlot* slot) {
     if (!s.ok()) {
       ++failures;
       counters_.commit_failures.fetch_add(1);
+      slot->commit_failures->Increment();
       log.Error(batch.unit + ": not committed, will be offered again: " + s.ToString());
       SleepUnless(sources_stop_, JitteredBackoff(failures, std::chrono::milliseconds(500), std::chrono::seconds(30)));
       continue;
@@ -176,6 +214,8 @@ void Pipeline::RunSource(SourceSlot* slot) {
     counters_.batches_committed.fetch_add(1);
     counters_.events_accepted.fetch_add(result.appended);
     counters_.events_duplicate.fetch_add(result.duplicates);
+    slot->ingested->Increment(static_cast<double>(result.appended));
+    slot->duplicates->Increment(static_cast<double>(result.duplicates));
     log.Info(batch.unit + ": " + std::to_string(result.appended) + " event(s) accepted" +
              (result.duplicates ? ", " + std::to_string(result.duplicates) + " already journalled" : ""));
   }
@@ -194,6 +234,7 @@ void Pipeline::RunSink(SinkSlot* slot) {
   // transient failures is retried as it is, so the failed event stays ahead of the rest.
   std::vector<PendingDelivery> batch;
   while (!slot->stop.load()) {
+    slot->heartbeat_ms.store(NowUnixMs());
     if (draining_.load() && std::chrono::steady_clock::now() >= drain_deadline_) break;
     if (batch.empty()) {
       Status s = journal_->FetchPending(slot->name, limit, &batch);
@@ -269,6 +310,8 @@ void Pipeline::RunSink(SinkSlot* slot) {
     }
     counters_.events_delivered.fetch_add(static_cast<int64_t>(outcomes.delivered.size()));
     counters_.dead_letters.fetch_add(static_cast<int64_t>(outcomes.dead.size()));
+    slot->delivered->Increment(static_cast<double>(outcomes.delivered.size()));
+    slot->dead->Increment(static_cast<double>(outcomes.dead.size()));
     if (log.Enabled(LogLevel::kDebug) && !outcomes.delivered.empty()) {
       log.Debug(std::to_string(outcomes.delivered.size()) + " event(s) confirmed up to seq " +
                 std::to_string(outcomes.delivered.back()));
@@ -288,6 +331,7 @@ void Pipeline::RunSink(SinkSlot* slot) {
       continue;
     }
     counters_.delivery_failures.fetch_add(1);
+    slot->failures->Increment();
     ++failures;
     auto wait = JitteredBackoff(failures, policy.retry_base, policy.retry_max);
     uint64_t suppressed = 0;

@@ -72,7 +72,7 @@ class NotifySocket {
 std::string Config(const TempDir& dir, const std::string& journal, int port) {
   std::string path = dir / "gateway.ini";
   gw::testing::WriteFile(path,
-      "[gateway]\nparticipant_mpid = UDMS\nparticipant_role = D\nenvironment = SIT\nflow_dir = " + gw::testing::SourceDir() +
+      "[gateway]\nadmin_listen = off\nparticipant_mpid = UDMS\nparticipant_role = D\nenvironment = SIT\nflow_dir = " + gw::testing::SourceDir() +
       "/config/flows\nlog_level = notice\n[journal]\npath = " + journal + "\n[source.inbox]\ntype = file\ndirectory = " + dir / "inbox" +
       "\narchive = " + dir / "archive" + "\nrejected = " + dir / "rejected" + "\n[sink.backbone]\ntype = mqtt\nuri = tcp://127.0.0.1:" +
       std::to_string(port) + "\nclient_id = bench\nconnect_timeout_s = 1\nreconnect_max_ms = 500\nretry_max_ms = 500\n"

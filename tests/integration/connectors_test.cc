@@ -33,7 +33,7 @@ class ConnectorsTest : public GatewayTest {
     std::string file = dir_ / "gen/D0036_UDMS_MRCY_0003600000.uff";
     *d0036 = ReadFileOrEmpty(file);
     WriteFile(dir_ / "sender.ini",
-              "[gateway]\nparticipant_mpid = UDMS\nparticipant_role = C\nenvironment = SIT\ndip_id = 1009012345\n"
+              "[gateway]\nadmin_listen = off\nparticipant_mpid = UDMS\nparticipant_role = C\nenvironment = SIT\ndip_id = 1009012345\n"
               "[dip]\nrole = SDS\ndistributor_dip_id = 2509012345\n[journal]\npath = " + dir_ / "sender.db" + "\n");
     ASSERT_EQ(RunCommand({CtlPath(), "--config", dir_ / "sender.ini", "--flow-dir", SourceDir() + "/config/flows", "convert", file}, &out), 0) << out;
     envelopes->clear();
@@ -49,7 +49,7 @@ class ConnectorsTest : public GatewayTest {
   void WriteReceiverConfig(const std::string& extra_source = "") {
     config_path_ = dir_ / "receiver.ini";
     WriteFile(config_path_,
-              "[gateway]\nparticipant_mpid = MRCY\nparticipant_role = X\nenvironment = SIT\nflow_dir = " + SourceDir() +
+              "[gateway]\nadmin_listen = off\nparticipant_mpid = MRCY\nparticipant_role = X\nenvironment = SIT\nflow_dir = " + SourceDir() +
               "/config/flows\nlog_level = debug\n[journal]\npath = " + journal_ + "\n"
               "[source.backbone]\ntype = mqtt\nuri = " + broker_.uri() + "\nclient_id = MRCY-gw-in\n"
               "topics = mhhs/SIT/IF-021/#\nreconnect_max_ms = 500\nconnect_timeout_s = 2\n" + extra_source +
@@ -182,7 +182,7 @@ TEST_F(ConnectorsTest, BrokerDownForThirtySecondsLosesNothingInEitherDirection) 
   MakeIf021(2, 3, &d0036, &envelopes);
   config_path_ = dir_ / "both.ini";
   WriteFile(config_path_,
-            "[gateway]\nparticipant_mpid = MRCY\nparticipant_role = X\nenvironment = SIT\nflow_dir = " + SourceDir() +
+            "[gateway]\nadmin_listen = off\nparticipant_mpid = MRCY\nparticipant_role = X\nenvironment = SIT\nflow_dir = " + SourceDir() +
             "/config/flows\nlog_level = info\n[journal]\npath = " + journal_ + "\n"
             "[source.inbox]\ntype = file\ndirectory = " + dir_ / "inbox" + "\narchive = " + dir_ / "archive" +
             "\nrejected = " + dir_ / "rejected" + "\nsettle_ms = 100\npoll_ms = 100\n"
@@ -246,7 +246,7 @@ TEST_F(ConnectorsTest, TwoGatewaysOnASharedSubscriptionSplitTheStream) {
   ASSERT_EQ(envelopes.size(), 40u);
   auto config = [&](const std::string& n) {
     std::string path = dir_ / ("gw" + n + ".ini");
-    WriteFile(path, "[gateway]\nparticipant_mpid = MRCY\nparticipant_role = X\nenvironment = SIT\nflow_dir = " + SourceDir() +
+    WriteFile(path, "[gateway]\nadmin_listen = off\nparticipant_mpid = MRCY\nparticipant_role = X\nenvironment = SIT\nflow_dir = " + SourceDir() +
                         "/config/flows\n[journal]\npath = " + dir_ / ("gw" + n + ".db") + "\n"
                         "[source.backbone]\ntype = mqtt\nuri = " + broker_.uri() + "\nclient_id = MRCY-gw-" + n +
                         "\ntopics = $share/mrcy/mhhs/SIT/IF-021/#\nprotocol = 5\nmax_batch = 5\n"

@@ -74,7 +74,7 @@ GatewayTest::~GatewayTest() {
 std::string GatewayTest::WriteConfig(const std::string& extra) {
   config_path_ = dir_ / "gateway.ini";
   WriteFile(config_path_,
-            "[gateway]\nparticipant_mpid = UDMS\nparticipant_role = D\nenvironment = SIT\n"
+            "[gateway]\nadmin_listen = 127.0.0.1:" + std::to_string(admin_port_) + "\nshutdown_timeout_s = 3\nparticipant_mpid = UDMS\nparticipant_role = D\nenvironment = SIT\n"
             "flow_dir = " + SourceDir() + "/config/flows\nlog_level = debug\n"
             "[journal]\npath = " + dir_ / "journal.db" + "\n"
             "[source.inbox]\ntype = file\ndirectory = " + dir_ / "inbox" + "\narchive = " + dir_ / "archive" +

@@ -64,6 +64,7 @@ class GatewayTest : public ::testing::Test {
   Mosquitto broker_;
   Process gateway_;
   std::string config_path_;
+  int admin_port_ = FreePort();
 };
 
 }  // namespace gw::testing

@@ -35,7 +35,7 @@ std::vector<std::string> Records(const std::string& text) {
 TEST_F(RabbitMqTest, SinkAndSourceHappyPaths) {
   // D0010 files in -> RabbitMQ; IF-021 from RabbitMQ -> D0036 files out.
   std::string cfg = dir_ / "gateway.ini";
-  WriteFile(cfg, "[gateway]\nparticipant_mpid = MRCY\nparticipant_role = X\nenvironment = SIT\nflow_dir = " + SourceDir() +
+  WriteFile(cfg, "[gateway]\nadmin_listen = off\nparticipant_mpid = MRCY\nparticipant_role = X\nenvironment = SIT\nflow_dir = " + SourceDir() +
                      "/config/flows\nlog_level = debug\n[journal]\npath = " + dir_ / "journal.db" + "\n"
                      "[source.inbox]\ntype = file\ndirectory = " + dir_ / "inbox" + "\narchive = " + dir_ / "archive" +
                      "\nrejected = " + dir_ / "rejected" + "\nsettle_ms = 100\n"
@@ -57,7 +57,7 @@ TEST_F(RabbitMqTest, SinkAndSourceHappyPaths) {
 
   std::string out;
   ASSERT_EQ(RunCommand({"/usr/bin/python3", SourceDir() + "/tests/tools/gen_d0036.py", dir_ / "gen", "--mpans", "2", "--days", "2"}, &out), 0);
-  WriteFile(dir_ / "sender.ini", "[gateway]\nparticipant_mpid = UDMS\nparticipant_role = C\nenvironment = SIT\ndip_id = 1009012345\n"
+  WriteFile(dir_ / "sender.ini", "[gateway]\nadmin_listen = off\nparticipant_mpid = UDMS\nparticipant_role = C\nenvironment = SIT\ndip_id = 1009012345\n"
                                  "[dip]\nrole = SDS\ndistributor_dip_id = 2509012345\n[journal]\npath = " + dir_ / "s.db" + "\n");
   std::string file = dir_ / "gen/D0036_UDMS_MRCY_0003600000.uff";
   ASSERT_EQ(RunCommand({CtlPath(), "--config", dir_ / "sender.ini", "--flow-dir", SourceDir() + "/config/flows", "convert", file}, &out), 0);

@@ -19,7 +19,7 @@ class SqlTest : public GatewayTest {
   void WriteSqlConfig(const std::string& connector, const std::string& connection, const std::string& cast) {
     config_path_ = dir_ / "sql.ini";
     WriteFile(config_path_,
-              "[gateway]\nparticipant_mpid = UDMS\nparticipant_role = D\nenvironment = SIT\nlog_level = debug\nflow_dir = " +
+              "[gateway]\nadmin_listen = off\nparticipant_mpid = UDMS\nparticipant_role = D\nenvironment = SIT\nlog_level = debug\nflow_dir = " +
               SourceDir() + "/config/flows\n[journal]\npath = " + dir_ / "journal.db" + "\n"
               "[source.rows]\ntype = sql\nconnector = " + connector + "\nconnection = " + connection + "\n"
               "query = SELECT id, mpan, reading, kind FROM readings WHERE id > " + cast + " ORDER BY id LIMIT 500\n"

@@ -38,7 +38,7 @@ class TlsTest : public ::testing::Test {
 
   std::string SenderConfig(const std::string& tls) {
     std::string path = dir_ / "sender.ini";
-    WriteFile(path, "[gateway]\nparticipant_mpid = UDMS\nparticipant_role = C\nenvironment = SIT\ndip_id = 1009012345\n"
+    WriteFile(path, "[gateway]\nadmin_listen = off\nparticipant_mpid = UDMS\nparticipant_role = C\nenvironment = SIT\ndip_id = 1009012345\n"
                     "flow_dir = " + SourceDir() + "/config/flows\nlog_level = debug\n"
                     "[dip]\nrole = SDS\ndistributor_dip_id = 2509012345\n[journal]\npath = " + dir_ / "sender.db" + "\n"
                     "[source.inbox]\ntype = file\ndirectory = " + dir_ / "inbox" + "\narchive = " + dir_ / "archive" +
@@ -50,7 +50,7 @@ class TlsTest : public ::testing::Test {
   }
   std::string ReceiverConfig(const std::string& tls) {
     std::string path = dir_ / "receiver.ini";
-    WriteFile(path, "[gateway]\nparticipant_mpid = MRCY\nparticipant_role = X\nenvironment = SIT\n"
+    WriteFile(path, "[gateway]\nadmin_listen = off\nparticipant_mpid = MRCY\nparticipant_role = X\nenvironment = SIT\n"
                     "flow_dir = " + SourceDir() + "/config/flows\nlog_level = debug\n[journal]\npath = " + dir_ / "receiver.db" + "\n"
                     "[source.backbone]\ntype = mqtt\nuri = " + Uri() + "\nclient_id = MRCY-gw-in\ntopics = mhhs/SIT/IF-021/#\n"
                     "connect_timeout_s = 3\nreconnect_max_ms = 500\n" + tls +

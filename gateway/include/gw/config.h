@@ -49,6 +49,13 @@ struct GatewayConfig {
   std::string file;
   GatewayInfo gateway;
   std::string log_level = "info";
+  std::string log_format = "text";      // text | json
+  std::string admin_listen = "127.0.0.1:9780";  // "off": no admin endpoint
+  std::string admin_token_file;
+  int64_t max_backlog_age_s = 0;
+  int cert_warn_days = 14;
+  int watchdog_stall_s = 120;
+  int shutdown_timeout_s = 20;
   JournalConfig journal;
   std::vector<ConnectorConfig> sources;
   std::vector<ConnectorConfig> sinks;

@@ -152,6 +152,8 @@ class Journal {
 
   // Waits until every write queued so far is committed; returns the last commit's status.
   Status Flush();
+  // The status of the writer's most recent commit (OK before the first).
+  Status LastCommit();
 
   // Blocks until an append commits after `*generation` was read, or `timeout` passes.
   // Updates `*generation`. Used by sink workers to wake on new events.

@@ -21,6 +21,7 @@
 #include "gw/config.h"
 #include "gw/journal.h"
 #include "gw/log.h"
+#include "gw/metrics.h"
 #include "mhhs/connector.h"
 
 namespace gw {
@@ -31,8 +32,10 @@ class Registry : public ConnectorRegistry {
   Status RegisterSource(const std::string& type, SourceFactory factory) override;
   Status RegisterSink(const std::string& type, SinkFactory factory) override;
   // Creates a connector and rejects any key of its section that nobody read.
-  StatusOr<std::unique_ptr<Source>> CreateSource(const ConnectorConfig& c, const GatewayInfo& gw, Logger& log) const;
-  StatusOr<std::unique_ptr<Sink>> CreateSink(const ConnectorConfig& c, const GatewayInfo& gw, Logger& log) const;
+  StatusOr<std::unique_ptr<Source>> CreateSource(const ConnectorConfig& c, const GatewayInfo& gw, Logger& log,
+                                                 Metrics* metrics = nullptr) const;
+  StatusOr<std::unique_ptr<Sink>> CreateSink(const ConnectorConfig& c, const GatewayInfo& gw, Logger& log,
+                                             Metrics* metrics = nullptr) const;
 
  private:
   std::map<std::string, SourceFactory> sources_;
@@ -62,9 +65,16 @@ struct PipelineCounters {
   std::atomic<int64_t> dead_letters{0};
 };
 
+// What the admin endpoint shows about one sink.
+struct SinkHealth {
+  std::string name;
+  bool connected = false;
+};
+
 class Pipeline {
  public:
-  Pipeline(const GatewayConfig& config, Journal* journal, const Registry& registry);
+  // `metrics` may be null (check-config); otherwise counters go there.
+  Pipeline(const GatewayConfig& config, Journal* journal, const Registry& registry, MetricsRegistry* metrics = nullptr);
   ~Pipeline();
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -78,23 +88,37 @@ class Pipeline {
   void Stop(std::chrono::milliseconds drain);
 
   const PipelineCounters& counters() const { return counters_; }
+  std::vector<SinkHealth> Sinks() const;
+  // True while every source and sink loop has made a round within `stall` (or is idle and
+  // healthy): what the systemd watchdog pings on. `*why` names the wedged one.
+  bool Healthy(std::chrono::seconds stall, std::string* why) const;
 
  private:
   struct SourceSlot {
     std::string name;
     std::unique_ptr<StderrLogger> logger;
+    std::unique_ptr<Metrics> metrics;
     std::unique_ptr<Source> source;
     std::vector<DeliveryTarget> targets;
     std::thread thread;
+    std::atomic<int64_t> heartbeat_ms{0};
+    Counter* ingested = nullptr;
+    Counter* duplicates = nullptr;
+    Counter* commit_failures = nullptr;
   };
   struct SinkSlot {
     std::string name;
     std::unique_ptr<StderrLogger> logger;
+    std::unique_ptr<Metrics> metrics;
     std::unique_ptr<Sink> sink;
     SinkPolicy policy;
     std::thread thread;
     std::atomic<bool> stop{false};
     std::atomic<bool> finished{false};
+    std::atomic<int64_t> heartbeat_ms{0};
+    Counter* delivered = nullptr;
+    Counter* failures = nullptr;
+    Counter* dead = nullptr;
   };
 
   void RunSource(SourceSlot* slot);
@@ -107,6 +131,8 @@ class Pipeline {
   const GatewayConfig& config_;
   Journal* journal_;
   const Registry& registry_;
+  MetricsRegistry* metrics_;
+  MetricsRegistry own_metrics_;  // when none is given
   StderrLogger logger_{"pipeline"};
   std::vector<std::unique_ptr<SourceSlot>> sources_;
   std::vector<std::unique_ptr<SinkSlot>> sinks_;

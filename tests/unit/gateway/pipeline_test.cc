@@ -97,7 +97,7 @@ class PipelineTest : public ::testing::Test {
  protected:
   void Run(const std::string& sink_extra_key = "", const std::string& value = "", const std::string& route_extra = "") {
     auto cfg = ParseConfig(
-        "[gateway]\nparticipant_mpid = UDMS\nparticipant_role = D\nenvironment = SIT\n"
+        "[gateway]\nadmin_listen = off\nparticipant_mpid = UDMS\nparticipant_role = D\nenvironment = SIT\n"
         "[journal]\npath = " + dir_ / "j.db" + "\n"
         "[source.in]\ntype = fake\n"
         "[sink.out]\ntype = fake\nretry_base_ms = 1\nretry_max_ms = 5\n" +

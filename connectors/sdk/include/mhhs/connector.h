@@ -26,6 +26,7 @@
 #include "mhhs/config_section.h"
 #include "mhhs/event.h"
 #include "mhhs/logger.h"
+#include "mhhs/metrics.h"
 #include "mhhs/status.h"
 
 namespace gw {
@@ -56,7 +57,21 @@ struct ConnectorContext {
   const ConfigSection& config;    // its own section; unread keys are rejected after creation
   const GatewayInfo& gateway;
   Logger& logger;                 // named after the connector
+  Metrics* metrics = nullptr;     // its counters and gauges on /metrics; use MetricsOf()
 };
+
+// The context's metrics, or handles that count nothing when there are none (tools, tests).
+inline Metrics& MetricsOf(const ConnectorContext& ctx) {
+  class Null : public Metrics, public Counter, public Gauge {
+   public:
+    Counter& GetCounter(const std::string&, const std::string&) override { return *this; }
+    Gauge& GetGauge(const std::string&, const std::string&) override { return *this; }
+    void Increment(double) override {}
+    void Set(double) override {}
+  };
+  static Null null;
+  return ctx.metrics ? *ctx.metrics : null;
+}
 
 // One unit of input that is committed atomically.
 struct SourceBatch {

@@ -1,0 +1,98 @@
+// The admin endpoint of the real daemon: health, readiness with its reasons, Prometheus
+// metrics that promtool accepts, the status JSON, and the bearer token.
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/StreamCopier.h>
+
+#include "tests/integration/gateway_fixture.h"
+
+namespace gw::testing {
+namespace {
+
+struct Reply {
+  int status = 0;
+  std::string body;
+};
+
+Reply Get(int port, const std::string& path, const std::string& token = "") {
+  Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(port));
+  Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, path, Poco::Net::HTTPMessage::HTTP_1_1);
+  if (!token.empty()) req.set("Authorization", "Bearer " + token);
+  session.sendRequest(req);
+  Poco::Net::HTTPResponse resp;
+  std::istream& in = session.receiveResponse(resp);
+  Reply r;
+  r.status = static_cast<int>(resp.getStatus());
+  Poco::StreamCopier::copyToString(in, r.body);
+  return r;
+}
+
+class AdminTest : public GatewayTest {};
+
+TEST_F(AdminTest, HealthReadinessMetricsAndStatus) {
+  Subscriber sub(broker_.uri(), "admin-sub");
+  sub.Connect();
+  StartGateway();
+  for (const char* f : {"D0010_UDMS_MRCY_0000475656.uff", "D0010_UDMS_MRCY_0000475659_broken.uff"}) Drop(Samples() + "/" + f);
+  ASSERT_TRUE(WaitFor([&] { return sub.Count() >= 2 && FilesIn(dir_ / "rejected").size() == 2; }, std::chrono::seconds(30)));
+  EXPECT_EQ(Get(admin_port_, "/healthz").status, 200);
+  ASSERT_TRUE(WaitFor([&] { return Get(admin_port_, "/readyz").status == 200; }, std::chrono::seconds(10))) << Get(admin_port_, "/readyz").body;
+  Reply m = Get(admin_port_, "/metrics");
+  EXPECT_EQ(m.status, 200);
+  for (const char* line : {"mhhs_gateway_events_ingested_total{source=\"inbox\"} 2",
+                           "mhhs_gateway_events_delivered_total{sink=\"backbone\"} 2",
+                           "mhhs_gateway_files_rejected_total{connector=\"inbox\"} 1",
+                           "mhhs_gateway_files_ingested_total{connector=\"inbox\"} 1",
+                           "mhhs_gateway_queue_depth{sink=\"backbone\"} 0",
+                           "mhhs_gateway_sink_connected{sink=\"backbone\"} 1",
+                           "# TYPE mhhs_gateway_dead_letters_total counter"}) {
+    EXPECT_NE(m.body.find(line), std::string::npos) << line << "\n" << m.body;
+  }
+  WriteFile(dir_ / "metrics.txt", m.body);
+  std::string out;
+  // promtool reads the exposition from stdin; it fails on any format error.
+  EXPECT_EQ(RunCommand({"/bin/sh", "-c", "/usr/bin/promtool check metrics < " + (dir_ / "metrics.txt")}, &out), 0) << out;
+  Reply st = Get(admin_port_, "/v1/status");
+  EXPECT_NE(st.body.find(R"("ready":true)"), std::string::npos) << st.body;
+  EXPECT_NE(st.body.find(R"("name":"backbone","connected":true,"pending":0,"delivered":2)"), std::string::npos) << st.body;
+
+  // The broker goes away: not ready, and /readyz says why.
+  broker_.Stop();
+  ASSERT_TRUE(WaitFor([&] { return Get(admin_port_, "/readyz").status == 503; }, std::chrono::seconds(20)));
+  Reply r = Get(admin_port_, "/readyz");
+  EXPECT_NE(r.body.find("- sink backbone is not connected"), std::string::npos) << r.body;
+  EXPECT_EQ(Get(admin_port_, "/nope").status, 404);
+  EXPECT_EQ(StopGateway(), 0);
+}
+
+TEST_F(AdminTest, BearerTokenGuardsEverythingButHealthz) {
+  WriteConfig();
+  WriteFile(dir_ / "token", "s3cret-token\n");
+  std::string cfg = ReadFileOrEmpty(config_path_);
+  cfg.replace(cfg.find("participant_mpid"), 16, "admin_token_file = " + dir_ / "token" + "\nparticipant_mpid");
+  WriteFile(config_path_, cfg);
+  StartGateway();
+  EXPECT_EQ(Get(admin_port_, "/healthz").status, 200);
+  EXPECT_EQ(Get(admin_port_, "/metrics").status, 401);
+  EXPECT_EQ(Get(admin_port_, "/metrics", "wrong").status, 401);
+  EXPECT_EQ(Get(admin_port_, "/metrics", "s3cret-token").status, 200);
+  EXPECT_EQ(StopGateway(), 0);
+  EXPECT_EQ(GatewayLog().find("s3cret-token"), std::string::npos) << "the token never reaches the log";
+}
+
+TEST_F(AdminTest, OldBacklogMakesTheGatewayNotReady) {
+  WriteConfig();
+  std::string cfg = ReadFileOrEmpty(config_path_);
+  cfg.replace(cfg.find("participant_mpid"), 16, "max_backlog_age_s = 1\nparticipant_mpid");
+  WriteFile(config_path_, cfg);
+  broker_.Stop();
+  StartGateway();
+  Drop(Samples() + "/D0010_UDMS_MRCY_0000475656.uff");
+  ASSERT_TRUE(WaitFor([&] { return Get(admin_port_, "/readyz").body.find("oldest pending event is") != std::string::npos; },
+                      std::chrono::seconds(20))) << Get(admin_port_, "/readyz").body;
+  EXPECT_EQ(StopGateway(), 0);
+}
+
+}  // namespace
+}  // namespace gw::testing
