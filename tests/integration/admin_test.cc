@@ -96,3 +96,31 @@ TEST_F(AdminTest, OldBacklogMakesTheGatewayNotReady) {
 
 }  // namespace
 }  // namespace gw::testing
+
+namespace gw::testing {
+namespace {
+
+// The systemd protocol without systemd: READY=1 after start, STATUS= with counts, WATCHDOG=1
+// pings at a third of WATCHDOG_USEC, STOPPING=1 on SIGTERM.
+TEST_F(AdminTest, TalksToSystemdThroughTheNotifySocket) {
+  WriteConfig();
+  NotifySocket notify(dir_ / "notify.sock");
+  gateway_.Start({DaemonPath(), "--config", config_path_}, dir_ / "gateway.log",
+                 {{"NOTIFY_SOCKET", notify.path()}, {"WATCHDOG_USEC", "900000"}});
+  auto seen = notify.WaitFor("READY=1", std::chrono::seconds(20));
+  ASSERT_FALSE(seen.empty()) << GatewayLog();
+  seen = notify.WaitFor("WATCHDOG=1", std::chrono::seconds(5));
+  bool ping = false, status = false;
+  for (const std::string& m : seen) {
+    ping |= m.find("WATCHDOG=1") != std::string::npos;
+    status |= m.find("STATUS=0 accepted, 0 delivered, 0 dead-lettered") != std::string::npos;
+  }
+  EXPECT_TRUE(ping);
+  EXPECT_TRUE(status);
+  gateway_.Stop(SIGTERM);
+  seen = notify.WaitFor("STOPPING=1", std::chrono::seconds(5));
+  EXPECT_NE(seen.back().find("STOPPING=1"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace gw::testing

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -156,6 +157,34 @@ int RunCommand(const std::vector<std::string>& argv, std::string* output,
   int rc = p.Wait(std::chrono::minutes(5));
   if (output) *output = ReadFileOrEmpty(tmp / "out.txt");
   return rc;
+}
+
+NotifySocket::NotifySocket(std::string path) : path_(std::move(path)) {
+  fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path_.c_str());
+  if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) throw std::runtime_error("cannot bind " + path_);
+  timeval tv{0, 100000};
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+NotifySocket::~NotifySocket() {
+  ::close(fd_);
+  ::unlink(path_.c_str());
+}
+
+std::vector<std::string> NotifySocket::WaitFor(const std::string& wanted, std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  char buf[4096];
+  for (;;) {
+    for (const std::string& m : seen_) {
+      if (m.find(wanted) != std::string::npos) return seen_;
+    }
+    if (std::chrono::steady_clock::now() >= until) return seen_;
+    ssize_t n = ::recv(fd_, buf, sizeof buf - 1, 0);
+    if (n > 0) seen_.emplace_back(buf, static_cast<size_t>(n));
+  }
 }
 
 Mosquitto::Mosquitto(std::string dir, int port, std::string listener_config)

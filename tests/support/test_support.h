@@ -66,6 +66,21 @@ class Process {
 int RunCommand(const std::vector<std::string>& argv, std::string* output,
                const std::map<std::string, std::string>& env = {});
 
+// A datagram socket standing in for systemd's notify socket (NOTIFY_SOCKET).
+class NotifySocket {
+ public:
+  explicit NotifySocket(std::string path);
+  ~NotifySocket();
+  const std::string& path() const { return path_; }
+  // Collects datagrams until one contains `wanted` or `timeout` passes; returns all received.
+  std::vector<std::string> WaitFor(const std::string& wanted, std::chrono::milliseconds timeout);
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::vector<std::string> seen_;
+};
+
 // A real Mosquitto on 127.0.0.1:port with its config and log in `dir`.
 class Mosquitto {
  public:

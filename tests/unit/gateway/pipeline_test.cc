@@ -32,6 +32,7 @@ struct FakeState {
   int deliver_calls = 0;
   std::vector<size_t> call_sizes;
   DeliveryHints hints;
+  std::atomic<bool> wedge{false};
 };
 
 class FakeSource : public Source {
@@ -63,6 +64,7 @@ class FakeSink : public Sink {
   explicit FakeSink(FakeState* s) : s_(s) {}
   Status Start() override { return Status::Ok(); }
   std::vector<Status> Deliver(const std::vector<const Event*>& events) override {
+    while (s_->wedge.load()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     std::lock_guard<std::mutex> l(s_->mu);
     ++s_->deliver_calls;
     s_->call_sizes.push_back(events.size());
@@ -259,6 +261,19 @@ TEST_F(PipelineTest, LingerEndsWhenTheOldestEventIsOldEnough) {
   ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 2; }, std::chrono::seconds(10)));
   pipeline_->Stop(std::chrono::seconds(1));
   EXPECT_EQ(state_.call_sizes, std::vector<size_t>{2});
+}
+
+TEST_F(PipelineTest, AWedgedSinkMakesThePipelineUnhealthy) {
+  Run();
+  std::string why;
+  EXPECT_TRUE(pipeline_->Healthy(std::chrono::seconds(1), &why)) << why;
+  state_.wedge = true;
+  Emit("f1", {"a"});
+  ASSERT_TRUE(gw::testing::WaitFor([&] { return !pipeline_->Healthy(std::chrono::seconds(1), &why); }, std::chrono::seconds(10)));
+  EXPECT_EQ(why.rfind("sink out has made no progress for ", 0), 0u) << why;
+  state_.wedge = false;
+  ASSERT_TRUE(gw::testing::WaitFor([&] { return pipeline_->Healthy(std::chrono::seconds(1), &why); }, std::chrono::seconds(10)));
+  pipeline_->Stop(std::chrono::seconds(1));
 }
 
 TEST(RegistryTest, UnknownTypeListsTheKnownOnes) {
