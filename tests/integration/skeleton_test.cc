@@ -2,6 +2,8 @@
 // mhhs-gatewayctl convert describes them, and survive a SIGKILL between ingest and delivery.
 #include <signal.h>
 
+#include <algorithm>
+
 #include "tests/integration/gateway_fixture.h"
 
 namespace gw::testing {
@@ -126,7 +128,9 @@ TEST_F(SkeletonTest, BadConfigExitsWithEx_ConfigNamingTheKey) {
   std::string out;
   int rc = RunCommand({DaemonPath(), "--config", config_path_}, &out);
   EXPECT_EQ(rc, 78);
-  EXPECT_NE(out.find("gateway.ini:34: [sink.extra] qso: unknown key"), std::string::npos) << out;
+  std::string text = ReadFileOrEmpty(config_path_);
+  int line = 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(text.find("qso = 1")), '\n'));
+  EXPECT_NE(out.find("gateway.ini:" + std::to_string(line) + ": [sink.extra] qso: unknown key"), std::string::npos) << out;
   rc = RunCommand({DaemonPath(), "--config", config_path_, "--check-config"}, &out);
   EXPECT_EQ(rc, 78);
   rc = RunCommand({DaemonPath(), "--bogus"}, &out);
