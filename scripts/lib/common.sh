@@ -6,7 +6,7 @@ GW_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 GW_BUILD_PACKAGES=(cmake g++ make pkg-config
   libpoco-dev libpaho-mqttpp-dev libpaho-mqtt-dev libsqlite3-dev libssl-dev
   libboost-program-options-dev libsystemd-dev libgtest-dev libgmock-dev libbenchmark-dev libpq-dev)
-GW_RUN_PACKAGES=(mosquitto mosquitto-clients python3 python3-yaml python3-jsonschema sqlite3 openssl postgresql rabbitmq-server prometheus)
+GW_RUN_PACKAGES=(mosquitto mosquitto-clients python3 python3-yaml python3-jsonschema sqlite3 openssl postgresql rabbitmq-server prometheus debhelper lintian)
 
 log() { printf '%s: %s\n' "${GW_SCRIPT:-gw}" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
