@@ -50,7 +50,8 @@ int main(int argc, char** argv) {
   }
   if (vm.count("help")) {
     std::cout << opts << "\nCarries DTN files and database rows to and from the MHHS MQTT backbone.\n"
-                 "Signals: SIGTERM/SIGINT stop (draining in-flight deliveries).\n"
+                 "Signals: SIGTERM/SIGINT stop (draining in-flight deliveries); SIGHUP re-reads the\n"
+                 "configuration and restarts only the connectors whose sections changed.\n"
                  "See mhhs-gatewayctl --help for operations, and docs/ for the guides.\n";
     return 0;
   }
@@ -162,7 +163,25 @@ int main(int argc, char** argv) {
       continue;
     }
     if (sig == SIGHUP) {
-      log.Notice("SIGHUP received: configuration reload is not supported by this build; restart to apply changes");
+      // Re-read the file; an invalid one is logged and the running configuration kept.
+      sd_notify(0, "RELOADING=1\nSTATUS=reloading the configuration");
+      auto next = gw::LoadConfig(path);
+      gw::Status checked = next.ok() ? gw::Status::Ok() : next.status();
+      if (checked.ok()) {
+        gw::Pipeline check(*next, nullptr, registry);
+        checked = check.Build();
+      }
+      if (!checked.ok()) {
+        log.Error("reload refused, the running configuration stays: " + checked.message());
+      } else {
+        std::vector<std::string> notes;
+        gw::Status applied = pipeline.Reload(std::make_unique<gw::GatewayConfig>(std::move(next.value())), &notes);
+        std::string summary;
+        for (const auto& n : notes) summary += (summary.empty() ? "" : "; ") + n;
+        log.Notice("configuration reloaded" + (summary.empty() ? std::string(": nothing changed") : ": " + summary));
+        if (!applied.ok()) log.Error("reload: " + applied.message());
+      }
+      sd_notify(0, "READY=1\nSTATUS=running");
       continue;
     }
     log.Notice(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", stopping");

@@ -1,5 +1,6 @@
 #include "gw/pipeline.h"
 
+#include <algorithm>
 #include <random>
 
 namespace gw {
@@ -77,15 +78,17 @@ std::chrono::milliseconds JitteredBackoff(int attempt, std::chrono::milliseconds
 }
 
 Pipeline::Pipeline(const GatewayConfig& config, Journal* journal, const Registry& registry, MetricsRegistry* metrics)
-    : config_(config), journal_(journal), registry_(registry), metrics_(metrics ? metrics : &own_metrics_) {}
+    : config_(&config), journal_(journal), registry_(registry), metrics_(metrics ? metrics : &own_metrics_) {}
 
 std::vector<SinkHealth> Pipeline::Sinks() const {
+  std::lock_guard<std::mutex> lock(slots_mu_);
   std::vector<SinkHealth> out;
   for (const auto& s : sinks_) out.push_back(SinkHealth{s->name, s->sink && s->sink->Connected()});
   return out;
 }
 
 bool Pipeline::Healthy(std::chrono::seconds stall, std::string* why) const {
+  std::lock_guard<std::mutex> lock(slots_mu_);
   int64_t now = NowUnixMs();
   int64_t limit = static_cast<int64_t>(stall.count()) * 1000;
   for (const auto& s : sources_) {
@@ -107,59 +110,202 @@ bool Pipeline::Healthy(std::chrono::seconds stall, std::string* why) const {
 
 Pipeline::~Pipeline() { Stop(std::chrono::milliseconds(0)); }
 
+Status Pipeline::MakeSink(const ConnectorConfig& c, std::unique_ptr<SinkSlot>* out) {
+  auto slot = std::make_unique<SinkSlot>();
+  slot->name = c.name;
+  slot->logger = std::make_unique<StderrLogger>("sink." + c.name);
+  auto policy = ReadSinkPolicy(c.section);
+  if (!policy.ok()) return policy.status();
+  slot->policy = *policy;
+  slot->metrics = metrics_->ForConnector(c.name);
+  slot->delivered = &metrics_->CounterFor("mhhs_gateway_events_delivered_total", "Events confirmed by the far side, per sink", {{"sink", c.name}});
+  slot->failures = &metrics_->CounterFor("mhhs_gateway_delivery_failures_total", "Delivery attempts that failed transiently, per sink", {{"sink", c.name}});
+  slot->dead = &metrics_->CounterFor("mhhs_gateway_dead_letters_total", "Events moved to the dead-letter list, per sink", {{"sink", c.name}});
+  auto sink = registry_.CreateSink(c, config_->gateway, *slot->logger, slot->metrics.get());
+  if (!sink.ok()) return sink.status();
+  slot->sink = std::move(sink.value());
+  *out = std::move(slot);
+  return Status::Ok();
+}
+
+Status Pipeline::MakeSource(const ConnectorConfig& c, std::unique_ptr<SourceSlot>* out) {
+  auto slot = std::make_unique<SourceSlot>();
+  slot->name = c.name;
+  slot->logger = std::make_unique<StderrLogger>("source." + c.name);
+  slot->metrics = metrics_->ForConnector(c.name);
+  slot->ingested = &metrics_->CounterFor("mhhs_gateway_events_ingested_total", "Events accepted into the journal, per source", {{"source", c.name}});
+  slot->duplicates = &metrics_->CounterFor("mhhs_gateway_events_duplicate_total", "Events already in the journal, per source", {{"source", c.name}});
+  slot->commit_failures = &metrics_->CounterFor("mhhs_gateway_commit_failures_total", "Batches the journal could not commit, per source", {{"source", c.name}});
+  auto source = registry_.CreateSource(c, config_->gateway, *slot->logger, slot->metrics.get());
+  if (!source.ok()) return source.status();
+  slot->source = std::move(source.value());
+  slot->targets = config_->TargetsFor(c.name);
+  if (slot->targets.empty()) logger_.Warning("[source." + c.name + "] has no route: its events are journalled but go nowhere");
+  *out = std::move(slot);
+  return Status::Ok();
+}
+
 Status Pipeline::Build() {
-  for (const ConnectorConfig& c : config_.sinks) {
-    auto slot = std::make_unique<SinkSlot>();
-    slot->name = c.name;
-    slot->logger = std::make_unique<StderrLogger>("sink." + c.name);
-    auto policy = ReadSinkPolicy(c.section);
-    if (!policy.ok()) return policy.status();
-    slot->policy = *policy;
-    slot->metrics = metrics_->ForConnector(c.name);
-    slot->delivered = &metrics_->CounterFor("mhhs_gateway_events_delivered_total", "Events confirmed by the far side, per sink", {{"sink", c.name}});
-    slot->failures = &metrics_->CounterFor("mhhs_gateway_delivery_failures_total", "Delivery attempts that failed transiently, per sink", {{"sink", c.name}});
-    slot->dead = &metrics_->CounterFor("mhhs_gateway_dead_letters_total", "Events moved to the dead-letter list, per sink", {{"sink", c.name}});
-    auto sink = registry_.CreateSink(c, config_.gateway, *slot->logger, slot->metrics.get());
-    if (!sink.ok()) return sink.status();
-    slot->sink = std::move(sink.value());
+  for (const ConnectorConfig& c : config_->sinks) {
+    std::unique_ptr<SinkSlot> slot;
+    GW_RETURN_IF_ERROR(MakeSink(c, &slot));
     sinks_.push_back(std::move(slot));
   }
-  for (const ConnectorConfig& c : config_.sources) {
-    auto slot = std::make_unique<SourceSlot>();
-    slot->name = c.name;
-    slot->logger = std::make_unique<StderrLogger>("source." + c.name);
-    slot->metrics = metrics_->ForConnector(c.name);
-    slot->ingested = &metrics_->CounterFor("mhhs_gateway_events_ingested_total", "Events accepted into the journal, per source", {{"source", c.name}});
-    slot->duplicates = &metrics_->CounterFor("mhhs_gateway_events_duplicate_total", "Events already in the journal, per source", {{"source", c.name}});
-    slot->commit_failures = &metrics_->CounterFor("mhhs_gateway_commit_failures_total", "Batches the journal could not commit, per source", {{"source", c.name}});
-    auto source = registry_.CreateSource(c, config_.gateway, *slot->logger, slot->metrics.get());
-    if (!source.ok()) return source.status();
-    slot->source = std::move(source.value());
-    slot->targets = config_.TargetsFor(c.name);
-    if (slot->targets.empty()) logger_.Warning("[source." + c.name + "] has no route: its events are journalled but go nowhere");
+  for (const ConnectorConfig& c : config_->sources) {
+    std::unique_ptr<SourceSlot> slot;
+    GW_RETURN_IF_ERROR(MakeSource(c, &slot));
     sources_.push_back(std::move(slot));
   }
   return Status::Ok();
 }
 
+Status Pipeline::StartSink(SinkSlot* slot) {
+  Status st = slot->sink->Start();
+  if (!st.ok()) return st.Annotate("[sink." + slot->name + "]");
+  slot->thread = std::thread([this, slot] { RunSink(slot); });
+  return Status::Ok();
+}
+
+Status Pipeline::StartSource(SourceSlot* slot) {
+  auto cp = journal_->GetCheckpoint(slot->name);
+  if (!cp.ok()) return cp.status();
+  Status st = slot->source->Start(*cp);
+  if (!st.ok()) return st.Annotate("[source." + slot->name + "]");
+  slot->thread = std::thread([this, slot] { RunSource(slot); });
+  return Status::Ok();
+}
+
 Status Pipeline::Start() {
   if (journal_ == nullptr) return FailedPrecondition("pipeline built without a journal");
-  for (auto& s : sinks_) {
-    Status st = s->sink->Start();
-    if (!st.ok()) return st.Annotate("[sink." + s->name + "]");
-    SinkSlot* slot = s.get();
-    s->thread = std::thread([this, slot] { RunSink(slot); });
-  }
+  for (auto& s : sinks_) GW_RETURN_IF_ERROR(StartSink(s.get()));
   maintenance_ = std::thread([this] { RunMaintenance(); });
-  for (auto& s : sources_) {
-    auto cp = journal_->GetCheckpoint(s->name);
-    if (!cp.ok()) return cp.status();
-    Status st = s->source->Start(*cp);
-    if (!st.ok()) return st.Annotate("[source." + s->name + "]");
-    SourceSlot* slot = s.get();
-    s->thread = std::thread([this, slot] { RunSource(slot); });
-  }
+  for (auto& s : sources_) GW_RETURN_IF_ERROR(StartSource(s.get()));
   return Status::Ok();
+}
+
+void Pipeline::StopSource(SourceSlot* slot) {
+  slot->stop.store(true);
+  if (slot->source) slot->source->Stop();
+  if (slot->thread.joinable()) slot->thread.join();
+}
+
+void Pipeline::StopSink(SinkSlot* slot, std::chrono::milliseconds drain) {
+  auto deadline = std::chrono::steady_clock::now() + drain;
+  while (slot->thread.joinable() && !slot->finished.load() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  slot->stop.store(true);
+  if (slot->sink) slot->sink->Stop();
+  if (slot->thread.joinable()) slot->thread.join();
+}
+
+namespace {
+
+bool SameSection(const ConfigSection& a, const ConfigSection& b) {
+  if (a.entries().size() != b.entries().size()) return false;
+  for (size_t i = 0; i < a.entries().size(); ++i) {
+    if (a.entries()[i].key != b.entries()[i].key || a.entries()[i].value != b.entries()[i].value) return false;
+  }
+  return true;
+}
+
+const ConnectorConfig* Find(const std::vector<ConnectorConfig>& v, const std::string& name) {
+  for (const ConnectorConfig& c : v) if (c.name == name) return &c;
+  return nullptr;
+}
+
+bool SameTargets(const std::vector<DeliveryTarget>& a, const std::vector<DeliveryTarget>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) if (a[i].sink != b[i].sink || a[i].expiry_s != b[i].expiry_s) return false;
+  return true;
+}
+
+}  // namespace
+
+Status Pipeline::Reload(std::unique_ptr<GatewayConfig> next, std::vector<std::string>* notes) {
+  const GatewayConfig& old = *config_;
+  const GatewayConfig& now = *next;
+  auto note = [&](const std::string& n) { if (notes) notes->push_back(n); };
+  if (old.journal.path != now.journal.path || old.journal.max_bytes != now.journal.max_bytes ||
+      old.journal.retention_days != now.journal.retention_days) {
+    note("[journal] changed: takes effect after a restart");
+  }
+  if (old.gateway.participant_mpid != now.gateway.participant_mpid || old.gateway.environment != now.gateway.environment ||
+      old.admin_listen != now.admin_listen) {
+    note("[gateway] changed: takes effect after a restart (connectors restarted now use the new participant settings)");
+  }
+  // Which connectors go, which come.
+  std::vector<std::string> stop_sinks, stop_sources, start_sinks, start_sources;
+  for (const ConnectorConfig& c : old.sinks) {
+    const ConnectorConfig* n = Find(now.sinks, c.name);
+    if (!n || n->type != c.type || !SameSection(n->section, c.section)) stop_sinks.push_back(c.name);
+  }
+  for (const ConnectorConfig& c : now.sinks) {
+    const ConnectorConfig* o = Find(old.sinks, c.name);
+    if (!o || std::find(stop_sinks.begin(), stop_sinks.end(), c.name) != stop_sinks.end()) start_sinks.push_back(c.name);
+  }
+  for (const ConnectorConfig& c : old.sources) {
+    const ConnectorConfig* n = Find(now.sources, c.name);
+    if (!n || n->type != c.type || !SameSection(n->section, c.section) || !SameTargets(old.TargetsFor(c.name), now.TargetsFor(c.name))) {
+      stop_sources.push_back(c.name);
+    }
+  }
+  for (const ConnectorConfig& c : now.sources) {
+    const ConnectorConfig* o = Find(old.sources, c.name);
+    if (!o || std::find(stop_sources.begin(), stop_sources.end(), c.name) != stop_sources.end()) start_sources.push_back(c.name);
+  }
+  // Stop sources first (nothing new comes in for them), then sinks.
+  std::vector<std::unique_ptr<SourceSlot>> gone_sources;
+  std::vector<std::unique_ptr<SinkSlot>> gone_sinks;
+  {
+    std::lock_guard<std::mutex> lock(slots_mu_);
+    for (auto it = sources_.begin(); it != sources_.end();) {
+      if (std::find(stop_sources.begin(), stop_sources.end(), (*it)->name) != stop_sources.end()) {
+        gone_sources.push_back(std::move(*it));
+        it = sources_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (auto it = sinks_.begin(); it != sinks_.end();) {
+      if (std::find(stop_sinks.begin(), stop_sinks.end(), (*it)->name) != stop_sinks.end()) {
+        gone_sinks.push_back(std::move(*it));
+        it = sinks_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& s : gone_sources) { StopSource(s.get()); note("source " + s->name + " stopped"); }
+  for (auto& s : gone_sinks) { StopSink(s.get(), std::chrono::seconds(2)); note("sink " + s->name + " stopped"); }
+  config_ = next.get();
+  reloaded_.push_back(std::move(next));
+  Status first;
+  for (const std::string& name : start_sinks) {
+    std::unique_ptr<SinkSlot> slot;
+    Status s = MakeSink(*Find(config_->sinks, name), &slot);
+    if (s.ok()) s = StartSink(slot.get());
+    if (!s.ok()) {
+      if (first.ok()) first = s;
+      continue;
+    }
+    note("sink " + name + " started");
+    std::lock_guard<std::mutex> lock(slots_mu_);
+    sinks_.push_back(std::move(slot));
+  }
+  for (const std::string& name : start_sources) {
+    std::unique_ptr<SourceSlot> slot;
+    Status s = MakeSource(*Find(config_->sources, name), &slot);
+    if (s.ok()) s = StartSource(slot.get());
+    if (!s.ok()) {
+      if (first.ok()) first = s;
+      continue;
+    }
+    note("source " + name + " started");
+    std::lock_guard<std::mutex> lock(slots_mu_);
+    sources_.push_back(std::move(slot));
+  }
+  return first;
 }
 
 bool Pipeline::SleepUnless(const std::atomic<bool>& flag, std::chrono::milliseconds d) {
@@ -176,7 +322,7 @@ void Pipeline::RunSource(SourceSlot* slot) {
   int failures = 0;
   RateLimiter limiter(std::chrono::seconds(10));
   bool paused = false;
-  while (!sources_stop_.load()) {
+  while (!sources_stop_.load() && !slot->stop.load()) {
     slot->heartbeat_ms.store(NowUnixMs());
     std::string why;
     if (journal_->ShouldPause(&why)) {
@@ -199,6 +345,10 @@ void Pipeline::RunSource(SourceSlot* slot) {
       continue;
     }
     if (!*polled) continue;
+    if (slot->stop.load()) {
+      slot->source->Ack(batch, Cancelled("source stopping for a reload"));
+      break;
+    }
     AppendResult result;
     Status s = journal_->Append(slot->name, batch.events, slot->targets, batch.checkpoint, &result);
     slot->source->Ack(batch, s);
@@ -352,14 +502,14 @@ void Pipeline::RunMaintenance() {
     bool pressure = journal_->ShouldPause(nullptr);
     if (pressure || std::chrono::steady_clock::now() >= next_prune) {
       PruneResult r;
-      Status s = journal_->Prune(std::chrono::hours(24) * config_.journal.retention_days, &r);
+      Status s = journal_->Prune(std::chrono::hours(24) * config_->journal.retention_days, &r);
       if (!s.ok()) {
         logger_.Warning("pruning the journal failed: " + s.ToString());
       } else if (r.events_removed > 0) {
         logger_.Info("pruned " + std::to_string(r.events_removed) + " finished event(s) from the journal" +
                      (r.early ? " (" + std::to_string(r.early) + " before retention ran out, to get under max_bytes)" : ""));
       }
-      next_prune = std::chrono::steady_clock::now() + std::chrono::seconds(config_.journal.prune_interval_s);
+      next_prune = std::chrono::steady_clock::now() + std::chrono::seconds(config_->journal.prune_interval_s);
     }
     SleepUnless(maintenance_stop_, pressure ? std::chrono::seconds(1) : std::chrono::seconds(5));
   }

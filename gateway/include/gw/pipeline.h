@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <thread>
@@ -87,6 +88,14 @@ class Pipeline {
   // Stops sources, lets sink workers finish pending deliveries for up to `drain`, stops sinks.
   void Stop(std::chrono::milliseconds drain);
 
+  // Applies a new configuration while running (SIGHUP): connectors whose section, or (for a
+  // source) whose routes, changed are stopped and started again from the new config; new ones
+  // start, removed ones stop; untouched ones keep running. The journal and undelivered events
+  // are not touched. [gateway] and [journal] changes need a restart and are reported in
+  // `*notes`. `next` must have been validated (a check-mode Build()). Errors: the first
+  // connector that could not be created or started (the others are applied).
+  Status Reload(std::unique_ptr<GatewayConfig> next, std::vector<std::string>* notes);
+
   const PipelineCounters& counters() const { return counters_; }
   std::vector<SinkHealth> Sinks() const;
   // True while every source and sink loop has made a round within `stall` (or is idle and
@@ -101,6 +110,7 @@ class Pipeline {
     std::unique_ptr<Source> source;
     std::vector<DeliveryTarget> targets;
     std::thread thread;
+    std::atomic<bool> stop{false};
     std::atomic<int64_t> heartbeat_ms{0};
     Counter* ingested = nullptr;
     Counter* duplicates = nullptr;
@@ -121,6 +131,12 @@ class Pipeline {
     Counter* dead = nullptr;
   };
 
+  Status MakeSink(const ConnectorConfig& c, std::unique_ptr<SinkSlot>* out);
+  Status MakeSource(const ConnectorConfig& c, std::unique_ptr<SourceSlot>* out);
+  Status StartSink(SinkSlot* slot);
+  Status StartSource(SourceSlot* slot);
+  void StopSource(SourceSlot* slot);
+  void StopSink(SinkSlot* slot, std::chrono::milliseconds drain);
   void RunSource(SourceSlot* slot);
   void RunSink(SinkSlot* slot);
   // Prunes the journal every prune_interval_s, and every second while above the quota.
@@ -128,12 +144,14 @@ class Pipeline {
   // Sleeps up to `d`; returns early (true) when `flag` becomes set.
   bool SleepUnless(const std::atomic<bool>& flag, std::chrono::milliseconds d);
 
-  const GatewayConfig& config_;
+  const GatewayConfig* config_;
+  std::vector<std::unique_ptr<GatewayConfig>> reloaded_;  // kept alive: connectors were made from them
   Journal* journal_;
   const Registry& registry_;
   MetricsRegistry* metrics_;
   MetricsRegistry own_metrics_;  // when none is given
   StderrLogger logger_{"pipeline"};
+  mutable std::mutex slots_mu_;  // guards the two vectors for readers on other threads
   std::vector<std::unique_ptr<SourceSlot>> sources_;
   std::vector<std::unique_ptr<SinkSlot>> sinks_;
   std::atomic<bool> sources_stop_{false};
