@@ -4,6 +4,7 @@
 // Exit codes (sysexits): 0 clean stop; 64 bad usage; 78 bad configuration; 74 journal I/O
 // error; 69 a connector could not start.
 #include <signal.h>
+#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 #include <sysexits.h>
 
@@ -30,6 +31,9 @@ int Fail(gw::Logger& log, int code, const std::string& msg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Journal, archived files and error reports hold market data: group-readable at most,
+  // whatever the caller's umask (systemd sets UMask=0027 too).
+  ::umask(027);
   gw::StderrLogger log("mhhs-gatewayd");
   po::options_description opts("Usage: mhhs-gatewayd --config FILE [options]\n\nOptions");
   opts.add_options()

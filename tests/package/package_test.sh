@@ -47,12 +47,14 @@ if command -v systemd-analyze >/dev/null; then
 fi
 echo "== check-config and a short run as the service user"
 runuser -u mhhs-gateway -- /usr/sbin/mhhs-gatewayd --config /etc/mhhs-gateway/gateway.ini --check-config
-runuser -u mhhs-gateway -- /usr/sbin/mhhs-gatewayd --config /etc/mhhs-gateway/gateway.ini >"$work/run.log" 2>&1 &
+# setpriv execs the daemon itself, so $! is its pid and SIGTERM reaches it.
+setpriv --reuid=mhhs-gateway --regid=mhhs-gateway --init-groups \
+  /usr/sbin/mhhs-gatewayd --config /etc/mhhs-gateway/gateway.ini >"$work/run.log" 2>&1 &
 pid=$!
 for _ in $(seq 1 50); do grep -q "started:" "$work/run.log" && break; sleep 0.1; done
 grep -q "started:" "$work/run.log" || { cat "$work/run.log"; fail "the daemon did not start as mhhs-gateway"; }
 kill -TERM "$pid"
-wait "$pid" || fail "the daemon did not stop cleanly"
+wait "$pid" || { cat "$work/run.log"; fail "the daemon did not stop cleanly"; }
 check /var/lib/mhhs-gateway/journal.db mhhs-gateway:mhhs-gateway 640
 runuser -u mhhs-gateway -- /usr/bin/mhhs-gatewayctl --config /etc/mhhs-gateway/gateway.ini status >/dev/null || fail "ctl status"
 echo "== purging"
