@@ -124,3 +124,41 @@ TEST_F(AdminTest, TalksToSystemdThroughTheNotifySocket) {
 
 }  // namespace
 }  // namespace gw::testing
+
+namespace gw::testing {
+namespace {
+
+TEST_F(AdminTest, SighupReloadsChangedConnectorsAndKeepsTheOldConfigWhenTheNewOneIsBad) {
+  Subscriber sub(broker_.uri(), "reload-sub");
+  sub.Connect();
+  StartGateway();
+  Drop(Samples() + "/D0010_UDMS_MRCY_0000475656.uff");
+  ASSERT_TRUE(WaitFor([&] { return sub.Count() >= 2; }, std::chrono::seconds(30)));
+  std::string good = ReadFileOrEmpty(config_path_);
+
+  // A bad config: refused, the gateway carries on as it was.
+  WriteFile(config_path_, good + "[sink.broken]\ntype = file\n");
+  ::kill(gateway_.pid(), SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("reload refused, the running configuration stays") != std::string::npos; },
+                      std::chrono::seconds(10))) << GatewayLog();
+  Drop(Samples() + "/D0010_UDMS_MRCY_0000475657.uff");
+  ASSERT_TRUE(WaitFor([&] { return sub.Count() >= 5; }, std::chrono::seconds(30)));
+
+  // A good change: a file outbox added to the route; the MQTT sink is untouched.
+  WriteFile(config_path_, good + "[sink.outbox]\ntype = file\ndirectory = " + dir_ / "outbox" + "\n[route.copy]\nfrom = inbox\nto = outbox\n");
+  ::kill(gateway_.pid(), SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("configuration reloaded:") != std::string::npos; }, std::chrono::seconds(10)));
+  std::string log = GatewayLog();
+  EXPECT_NE(log.find("sink outbox started"), std::string::npos) << log;
+  EXPECT_NE(log.find("source inbox started"), std::string::npos) << "its routes changed" << log;
+  EXPECT_EQ(log.find("sink backbone stopped"), std::string::npos) << "an unchanged sink keeps running" << log;
+  Drop(Samples() + "/D0010_UDMS_BGAS_0000475658.uff");
+  ASSERT_TRUE(WaitFor([&] { return sub.Count() >= 6 && !FilesIn(dir_ / "outbox").empty(); }, std::chrono::seconds(30)))
+      << sub.Count() << GatewayLog();
+  EXPECT_EQ(FilesIn(dir_ / "outbox"), std::vector<std::string>{"D0010002_UDMS_BGAS_0000000001.uff"});
+  EXPECT_EQ(sub.Count(), 6u);
+  EXPECT_EQ(StopGateway(), 0);
+}
+
+}  // namespace
+}  // namespace gw::testing
