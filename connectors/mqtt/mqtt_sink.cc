@@ -4,24 +4,14 @@
 
 #include <mqtt/async_client.h>
 
+#include "gw/config.h"
+
 #include <deque>
 #include <random>
 #include <sstream>
 
 namespace gw::connectors::mqtt {
 namespace {
-
-std::vector<std::string> SplitUris(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    size_t b = item.find_first_not_of(" \t");
-    size_t e = item.find_last_not_of(" \t");
-    if (b != std::string::npos) out.push_back(item.substr(b, e - b + 1));
-  }
-  return out;
-}
 
 // Full jitter: a uniformly random wait in [0, min(cap, base * 2^n)].
 std::chrono::milliseconds Backoff(int failures, std::chrono::milliseconds cap) {
@@ -86,7 +76,7 @@ StatusOr<std::unique_ptr<Sink>> MqttSink::Create(const ConnectorContext& ctx) {
   MqttSinkOptions o;
   auto uri = c.GetRequired("uri");
   if (!uri.ok()) return uri.status();
-  o.uris = SplitUris(*uri);
+  o.uris = gw::SplitList(*uri);
   for (const std::string& u : o.uris) {
     if (u.rfind("tcp://", 0) != 0 && u.rfind("mqtt://", 0) != 0 && u.rfind("ssl://", 0) != 0 &&
         u.rfind("mqtts://", 0) != 0 && u.rfind("ws://", 0) != 0 && u.rfind("wss://", 0) != 0) {

@@ -8,22 +8,11 @@
 #include <sstream>
 
 #include "gw/envelope.h"
+#include "gw/config.h"
 #include "gw/fs.h"
 
 namespace gw::connectors::mqtt {
 namespace {
-
-std::vector<std::string> SplitList(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    size_t b = item.find_first_not_of(" \t");
-    size_t e = item.find_last_not_of(" \t");
-    if (b != std::string::npos) out.push_back(item.substr(b, e - b + 1));
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -56,7 +45,7 @@ StatusOr<std::unique_ptr<Source>> MqttSource::Create(const ConnectorContext& ctx
   MqttSourceOptions o;
   auto uri = c.GetRequired("uri");
   if (!uri.ok()) return uri.status();
-  o.uris = SplitList(*uri);
+  o.uris = gw::SplitList(*uri);
   bool any_tls = false;
   for (const std::string& u : o.uris) {
     std::string host;
@@ -71,7 +60,7 @@ StatusOr<std::unique_ptr<Source>> MqttSource::Create(const ConnectorContext& ctx
   o.wire.client_id = *id;
   auto topics = c.GetRequired("topics");
   if (!topics.ok()) return topics.status();
-  o.topics = SplitList(*topics);
+  o.topics = gw::SplitList(*topics);
   auto qos = c.GetInt("qos", 1, 1, 2);
   if (!qos.ok()) return c.Error("qos", "must be 1 or 2: QoS 0 can be lost");
   o.qos = static_cast<int>(*qos);

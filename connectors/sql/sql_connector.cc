@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "gw/config.h"
 #include "gw/fs.h"
 #include "gw/journal.h"
 #include "mhhs/json.h"
@@ -18,18 +19,6 @@ namespace gw::connectors::sql {
 namespace {
 
 using Poco::Data::Keywords::use;
-
-std::vector<std::string> SplitList(const std::string& s) {
-  std::vector<std::string> out;
-  std::istringstream in(s);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    size_t b = item.find_first_not_of(" \t");
-    size_t e = item.find_last_not_of(" \t");
-    if (b != std::string::npos) out.push_back(item.substr(b, e - b + 1));
-  }
-  return out;
-}
 
 // The connector's positional placeholder for parameter n (1-based).
 std::string Placeholder(const std::string& connector, int n) {
@@ -94,7 +83,7 @@ StatusOr<std::unique_ptr<Source>> SqlSource::Create(const ConnectorContext& ctx)
   if (!wm.ok()) return wm.status();
   o.watermark_column = *wm;
   o.initial_watermark = c.GetString("initial_watermark", "0");
-  o.key_columns = SplitList(c.GetString("key_columns", ""));
+  o.key_columns = gw::SplitList(c.GetString("key_columns", ""));
   o.payload_column = c.GetString("payload_column", "");
   o.type_column = c.GetString("type_column", "");
   o.event_type = c.GetString("event_type", "");

@@ -17,16 +17,6 @@ std::string Trim(const std::string& s) {
   return s.substr(b, e - b + 1);
 }
 
-std::vector<std::string> SplitList(const std::string& s) {
-  std::vector<std::string> out;
-  std::string item;
-  std::istringstream in(s);
-  while (std::getline(in, item, ',')) {
-    item = Trim(item);
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
 
 bool IsUpperAlpha(const std::string& s, size_t n) {
   return s.size() == n && std::all_of(s.begin(), s.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
@@ -58,6 +48,17 @@ Status ExpandEnv(const std::string& where, std::string* value) {
 }
 
 }  // namespace
+
+std::vector<std::string> SplitList(const std::string& s) {
+  std::vector<std::string> out;
+  std::string item;
+  std::istringstream in(s);
+  while (std::getline(in, item, ',')) {
+    item = Trim(item);
+    if (!item.empty()) out.push_back(item);
+  }
+  return out;
+}
 
 StatusOr<std::vector<ConfigSection>> ParseIni(const std::string& text, const std::string& file) {
   std::vector<ConfigSection> sections;

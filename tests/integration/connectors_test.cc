@@ -10,19 +10,6 @@
 namespace gw::testing {
 namespace {
 
-// Records between ZHV and ZPT.
-std::vector<std::string> Records(const std::string& text) {
-  std::vector<std::string> out;
-  size_t p = 0;
-  while (p < text.size()) {
-    size_t nl = text.find('\n', p);
-    std::string line = text.substr(p, nl - p);
-    if (!line.empty() && line.rfind("ZHV", 0) != 0 && line.rfind("ZPT", 0) != 0) out.push_back(line);
-    p = nl == std::string::npos ? text.size() : nl + 1;
-  }
-  return out;
-}
-
 class ConnectorsTest : public GatewayTest {
  protected:
   // A D0036 file of `mpans` x `days` and its IF-021 envelopes, as the sending gateway makes them.
@@ -60,7 +47,7 @@ class ConnectorsTest : public GatewayTest {
   std::vector<std::string> OutboxRecords() {
     std::vector<std::string> all;
     for (const std::string& f : FilesIn(dir_ / "outbox")) {
-      auto r = Records(ReadFileOrEmpty(dir_ / "outbox/" + f));
+      auto r = DtnRecords(ReadFileOrEmpty(dir_ / "outbox/" + f));
       all.insert(all.end(), r.begin(), r.end());
     }
     return all;
@@ -78,9 +65,9 @@ TEST_F(ConnectorsTest, If021FromTheBackboneBecomesD0036InTheOutbox) {
   StartGateway();
   ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("subscribed to") != std::string::npos; }, std::chrono::seconds(10)));
   PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", envelopes);
-  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == Records(d0036).size(); }, std::chrono::seconds(30)))
+  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == DtnRecords(d0036).size(); }, std::chrono::seconds(30)))
       << "records in outbox: " << OutboxRecords().size();
-  EXPECT_EQ(OutboxRecords(), Records(d0036)) << "the legacy supplier gets back the records the data service sent";
+  EXPECT_EQ(OutboxRecords(), DtnRecords(d0036)) << "the legacy supplier gets back the records the data service sent";
   auto files = FilesIn(dir_ / "outbox");
   ASSERT_FALSE(files.empty());
   EXPECT_EQ(files[0], "D0036001_UDMS_MRCY_0000000001.uff");
@@ -102,9 +89,9 @@ TEST_F(ConnectorsTest, MessagesPublishedWhileTheGatewayIsDownArriveAfterItReturn
   EXPECT_EQ(StopGateway(), 0);
   PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", envelopes);
   StartGateway();
-  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == Records(d0036).size(); }, std::chrono::seconds(30)))
+  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == DtnRecords(d0036).size(); }, std::chrono::seconds(30)))
       << OutboxRecords().size();
-  EXPECT_EQ(OutboxRecords(), Records(d0036));
+  EXPECT_EQ(OutboxRecords(), DtnRecords(d0036));
   EXPECT_NE(GatewayLog().find("session resumed"), std::string::npos);
   EXPECT_EQ(StopGateway(), 0);
 }
@@ -118,7 +105,7 @@ TEST_F(ConnectorsTest, InvalidMessagesAreDroppedWithAReasonAndTheRestFlows) {
   ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("subscribed to") != std::string::npos; }, std::chrono::seconds(10)));
   PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", {"not json", R"({"v":1,"id":"x"})"});
   PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", envelopes);
-  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == Records(d0036).size(); }, std::chrono::seconds(30)));
+  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == DtnRecords(d0036).size(); }, std::chrono::seconds(30)));
   EXPECT_NE(GatewayLog().find("dropped a message on mhhs/SIT/IF-021/SDS/UDMS: envelope: not a JSON object"), std::string::npos)
       << GatewayLog();
   EXPECT_EQ(StopGateway(), 0);
@@ -156,9 +143,9 @@ TEST_F(ConnectorsTest, MessageIsNotAcknowledgedBeforeItsJournalCommit) {
   KillGateway();
   ASSERT_EQ(::unlink(filler.c_str()), 0);
   StartGateway();
-  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == Records(d0036).size(); }, std::chrono::seconds(30)))
+  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == DtnRecords(d0036).size(); }, std::chrono::seconds(30)))
       << "the broker must still hold the unacknowledged messages; outbox has " << OutboxRecords().size();
-  EXPECT_EQ(OutboxRecords(), Records(d0036));
+  EXPECT_EQ(OutboxRecords(), DtnRecords(d0036));
   EXPECT_EQ(StopGateway(), 0);
 }
 
@@ -212,12 +199,12 @@ TEST_F(ConnectorsTest, BrokerDownForThirtySecondsLosesNothingInEitherDirection) 
   sub.Connect();
   PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", {envelopes.begin() + 3, envelopes.end()});
   ASSERT_TRUE(WaitFor([&] { return sub.Count() >= 6; }, std::chrono::seconds(60))) << "outbound received " << sub.Count();
-  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == Records(d0036).size(); }, std::chrono::seconds(60)))
+  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == DtnRecords(d0036).size(); }, std::chrono::seconds(60)))
       << "inbound records " << OutboxRecords().size();
   std::set<std::string> ids;
   for (const auto& m : sub.Messages()) ids.insert(m.second.substr(0, m.second.find("\",\"type\"")));
   EXPECT_EQ(ids.size(), 6u);
-  EXPECT_EQ(OutboxRecords(), Records(d0036));
+  EXPECT_EQ(OutboxRecords(), DtnRecords(d0036));
   EXPECT_EQ(StopGateway(), 0);
 }
 
@@ -235,7 +222,7 @@ TEST_F(ConnectorsTest, FailsOverToTheNextBrokerInTheList) {
   ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("subscribed to " + broker_.uri()) != std::string::npos; },
                       std::chrono::seconds(20))) << GatewayLog();
   PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", envelopes);
-  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == Records(d0036).size(); }, std::chrono::seconds(30)));
+  ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == DtnRecords(d0036).size(); }, std::chrono::seconds(30)));
   EXPECT_EQ(StopGateway(), 0);
 }
 
@@ -264,7 +251,7 @@ TEST_F(ConnectorsTest, TwoGatewaysOnASharedSubscriptionSplitTheStream) {
   auto records = [&](const std::string& n) {
     std::vector<std::string> all;
     for (const std::string& f : FilesIn(dir_ / ("outbox" + n))) {
-      auto r = Records(ReadFileOrEmpty(dir_ / ("outbox" + n + "/" + f)));
+      auto r = DtnRecords(ReadFileOrEmpty(dir_ / ("outbox" + n + "/" + f)));
       all.insert(all.end(), r.begin(), r.end());
     }
     return all;

@@ -20,18 +20,6 @@ class RabbitMqTest : public ::testing::Test {
   Process gateway_;
 };
 
-std::vector<std::string> Records(const std::string& text) {
-  std::vector<std::string> out;
-  size_t p = 0;
-  while (p < text.size()) {
-    size_t nl = text.find('\n', p);
-    std::string line = text.substr(p, nl - p);
-    if (!line.empty() && line.rfind("ZHV", 0) != 0 && line.rfind("ZPT", 0) != 0) out.push_back(line);
-    p = nl == std::string::npos ? text.size() : nl + 1;
-  }
-  return out;
-}
-
 TEST_F(RabbitMqTest, SinkAndSourceHappyPaths) {
   // D0010 files in -> RabbitMQ; IF-021 from RabbitMQ -> D0036 files out.
   std::string cfg = dir_ / "gateway.ini";
@@ -71,14 +59,14 @@ TEST_F(RabbitMqTest, SinkAndSourceHappyPaths) {
   auto outbox = [&] {
     std::vector<std::string> all;
     for (const std::string& f : FilesIn(dir_ / "outbox")) {
-      auto r = Records(ReadFileOrEmpty(dir_ / "outbox/" + f));
+      auto r = DtnRecords(ReadFileOrEmpty(dir_ / "outbox/" + f));
       all.insert(all.end(), r.begin(), r.end());
     }
     return all;
   };
   std::string original = ReadFileOrEmpty(file);
-  ASSERT_TRUE(WaitFor([&] { return outbox().size() == Records(original).size(); }, std::chrono::seconds(30))) << outbox().size();
-  EXPECT_EQ(outbox(), Records(original));
+  ASSERT_TRUE(WaitFor([&] { return outbox().size() == DtnRecords(original).size(); }, std::chrono::seconds(30))) << outbox().size();
+  EXPECT_EQ(outbox(), DtnRecords(original));
   EXPECT_EQ(gateway_.Stop(SIGTERM), 0);
 }
 

@@ -75,18 +75,6 @@ class TlsTest : public ::testing::Test {
   Process sender_, receiver_;
 };
 
-std::vector<std::string> Records(const std::string& text) {
-  std::vector<std::string> out;
-  size_t p = 0;
-  while (p < text.size()) {
-    size_t nl = text.find('\n', p);
-    std::string line = text.substr(p, nl - p);
-    if (!line.empty() && line.rfind("ZHV", 0) != 0 && line.rfind("ZPT", 0) != 0) out.push_back(line);
-    p = nl == std::string::npos ? text.size() : nl + 1;
-  }
-  return out;
-}
-
 TEST_F(TlsTest, D0036TravelsAsIf021OverMutualTlsBetweenTwoGateways) {
   Start(&receiver_, ReceiverConfig(Tls("ca.crt", "client2")), "receiver.log");
   ASSERT_TRUE(WaitFor([&] { return ReadFileOrEmpty(dir_ / "receiver.log").find("subscribed to ssl://") != std::string::npos; },
@@ -102,13 +90,13 @@ TEST_F(TlsTest, D0036TravelsAsIf021OverMutualTlsBetweenTwoGateways) {
   auto outbox = [&] {
     std::vector<std::string> all;
     for (const std::string& f : FilesIn(dir_ / "outbox")) {
-      auto r = Records(ReadFileOrEmpty(dir_ / "outbox/" + f));
+      auto r = DtnRecords(ReadFileOrEmpty(dir_ / "outbox/" + f));
       all.insert(all.end(), r.begin(), r.end());
     }
     return all;
   };
-  ASSERT_TRUE(WaitFor([&] { return outbox().size() == Records(original).size(); }, std::chrono::seconds(30))) << outbox().size();
-  EXPECT_EQ(outbox(), Records(original));
+  ASSERT_TRUE(WaitFor([&] { return outbox().size() == DtnRecords(original).size(); }, std::chrono::seconds(30))) << outbox().size();
+  EXPECT_EQ(outbox(), DtnRecords(original));
   EXPECT_EQ(sender_.Stop(SIGTERM), 0);
   EXPECT_EQ(receiver_.Stop(SIGTERM), 0);
 }

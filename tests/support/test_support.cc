@@ -77,6 +77,35 @@ std::vector<std::string> FilesIn(const std::string& dir) {
   return out;
 }
 
+std::vector<std::string> DtnRecords(const std::string& text) {
+  std::vector<std::string> out;
+  size_t p = 0;
+  while (p < text.size()) {
+    size_t nl = text.find('\n', p);
+    std::string line = text.substr(p, nl == std::string::npos ? std::string::npos : nl - p);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty() && line.rfind("ZHV", 0) != 0 && line.rfind("ZPT", 0) != 0) out.push_back(line);
+    p = nl == std::string::npos ? text.size() : nl + 1;
+  }
+  return out;
+}
+
+bool WaitForPort(int port, std::chrono::milliseconds timeout, const std::function<bool()>& alive) {
+  return WaitFor(
+             [&] {
+               int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+               sockaddr_in a{};
+               a.sin_family = AF_INET;
+               a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+               a.sin_port = htons(static_cast<uint16_t>(port));
+               bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+               ::close(fd);
+               return ok || !alive();
+             },
+             timeout) &&
+         alive();
+}
+
 bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
   auto until = std::chrono::steady_clock::now() + timeout;
   for (;;) {
@@ -273,19 +302,9 @@ void RabbitMq::Start() {
                                          "\nmqtt.allow_anonymous = true\nmqtt.default_user = guest\nmqtt.default_pass = guest\n"
                                          "loopback_users.guest = false\n");
   process_.Start({bin}, dir_ + "/server.out", Env());
-  bool up = WaitFor(
-      [&] {
-        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        a.sin_port = htons(static_cast<uint16_t>(mqtt_port_));
-        bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-        ::close(fd);
-        return ok || !process_.Running();
-      },
-      std::chrono::seconds(60));
-  if (!up || !process_.Running()) throw std::runtime_error("RabbitMQ did not start; see " + dir_ + "/server.out");
+  if (!WaitForPort(mqtt_port_, std::chrono::seconds(60), [&] { return process_.Running(); })) {
+    throw std::runtime_error("RabbitMQ did not start; see " + dir_ + "/server.out");
+  }
 }
 
 void RabbitMq::Stop() {
@@ -334,19 +353,9 @@ void Mosquitto::Start() {
                                           "persistence true\npersistence_location " + dir_ +
                                           "/\nautosave_interval 1\nlog_dest file " + dir_ + "/mosquitto.log\n");
   process_.Start({bin, "-c", dir_ + "/mosquitto.conf"}, dir_ + "/stdout.log");
-  bool up = WaitFor(
-      [&] {
-        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        a.sin_port = htons(static_cast<uint16_t>(port_));
-        bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-        ::close(fd);
-        return ok;
-      },
-      std::chrono::seconds(10));
-  if (!up) throw std::runtime_error("mosquitto did not start; see " + dir_ + "/mosquitto.log");
+  if (!WaitForPort(port_, std::chrono::seconds(10), [&] { return process_.Running(); })) {
+    throw std::runtime_error("mosquitto did not start; see " + dir_ + "/mosquitto.log");
+  }
 }
 
 void Mosquitto::Stop() { process_.Stop(SIGTERM, std::chrono::seconds(10)); }

@@ -36,6 +36,13 @@ std::string ReadFileOrEmpty(const std::string& path);
 // Regular files in `dir` whose names do not start with '.', sorted.
 std::vector<std::string> FilesIn(const std::string& dir);
 
+// The records of a DTN file between its ZHV and ZPT, CRLF folded to LF.
+std::vector<std::string> DtnRecords(const std::string& text);
+
+// True once 127.0.0.1:port accepts a TCP connection within `timeout`, or false; stops early
+// when `alive` turns false.
+bool WaitForPort(int port, std::chrono::milliseconds timeout, const std::function<bool()>& alive);
+
 // Polls `pred` every 20 ms until it is true or `timeout` passes; returns its last value.
 bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
 

@@ -18,6 +18,9 @@
 
 namespace gw {
 
+// Splits "a, b ,c" at commas into trimmed, non-empty items.
+std::vector<std::string> SplitList(const std::string& s);
+
 // Parses INI text. `file` is used in error messages only.
 // Syntax: `[section]`, `key = value`, whole-line comments starting with `;` or `#`.
 // `${NAME}` in a value is replaced by environment variable NAME (an unset one is an error).

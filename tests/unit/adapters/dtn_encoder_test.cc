@@ -15,20 +15,6 @@ std::shared_ptr<const FlowCatalogue> Catalogue() {
   return *c;
 }
 
-// The records between ZHV and ZPT, CRLF folded to LF.
-std::vector<std::string> Records(const std::string& text) {
-  std::vector<std::string> out;
-  size_t p = 0;
-  while (p < text.size()) {
-    size_t nl = text.find('\n', p);
-    std::string line = text.substr(p, nl - p);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.rfind("ZHV", 0) != 0 && line.rfind("ZPT", 0) != 0 && !line.empty()) out.push_back(line);
-    p = nl == std::string::npos ? text.size() : nl + 1;
-  }
-  return out;
-}
-
 // file -> events -> envelopes on the wire -> events -> file
 std::string RoundTrip(const std::string& text, const GatewayInfo* gw) {
   DtnDecoder decoder(Catalogue());
@@ -53,7 +39,7 @@ TEST(DtnEncoderTest, D0010RoundTripGivesTheSameRecordsAndHeader) {
   for (const char* name : {"D0010_UDMS_MRCY_0000475656.uff", "D0010_UDMS_MRCY_0000475657.uff", "D0010_UDMS_BGAS_0000475658.uff"}) {
     std::string original = gw::testing::ReadFileOrEmpty(gw::testing::SourceDir() + "/config/samples/" + name);
     std::string back = RoundTrip(original, nullptr);
-    EXPECT_EQ(Records(back), Records(original)) << name;
+    EXPECT_EQ(gw::testing::DtnRecords(back), gw::testing::DtnRecords(original)) << name;
     EXPECT_EQ(back.substr(0, back.find('\n')), original.substr(0, original.find_first_of("\r\n"))) << name;
   }
 }
@@ -71,10 +57,10 @@ TEST(DtnEncoderTest, D0036ThroughIf021RoundTripGivesTheSameRecords) {
   g.dip.role = "SDS";
   g.dip.default_distributor_dip_id = "2509012345";
   std::string back = RoundTrip(original, &g);
-  EXPECT_EQ(Records(back), Records(original));
+  EXPECT_EQ(gw::testing::DtnRecords(back), gw::testing::DtnRecords(original));
   EXPECT_EQ(back.substr(0, back.find('\n')), original.substr(0, original.find('\n')));
   // Generic D0036 events round-trip too.
-  EXPECT_EQ(Records(RoundTrip(original, nullptr)), Records(original));
+  EXPECT_EQ(gw::testing::DtnRecords(RoundTrip(original, nullptr)), gw::testing::DtnRecords(original));
 }
 
 TEST(DtnEncoderTest, MissingMandatoryFieldNamesEventAndField) {
