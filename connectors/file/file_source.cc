@@ -194,6 +194,7 @@ std::string FileSource::ClaimNext() {
 
 void FileSource::Reject(const std::string& name, const std::string& errors) {
   if (files_rejected_) files_rejected_->Increment();
+  rejections_.push_back(Rejection{name, errors.substr(0, errors.find('\n')), "", false});
   auto moved = MoveInto(claimed_dir() + "/" + name, options_.rejected, name);
   if (!moved.ok()) {
     logger_.Error("cannot move " + name + " to rejected: " + moved.status().message());
@@ -340,9 +341,21 @@ StatusOr<bool> FileSource::Poll(SourceBatch* batch, std::chrono::milliseconds wa
     if (stream_) return TakeFromStream(batch, wait);
     std::string name = ClaimNext();
     if (!name.empty()) {
-      if (Process(name, batch)) return true;
+      if (Process(name, batch)) {
+        batch->rejections.swap(rejections_);
+        return true;
+      }
       if (stream_) return TakeFromStream(batch, wait);
       continue;  // rejected; look for the next one
+    }
+    if (!rejections_.empty()) {
+      // Only rejections: a batch without events, so that the audit records them now.
+      batch->events.clear();
+      batch->rejections.swap(rejections_);
+      batch->unit = std::to_string(batch->rejections.size()) + " rejected file(s)";
+      batch->token = next_token_++;
+      batch->last = false;
+      return true;
     }
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return false;

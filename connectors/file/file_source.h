@@ -118,6 +118,8 @@ class FileSource : public Source {
   std::unique_ptr<Stream> stream_;
   // A batch whose commit failed, offered again as it was.
   std::unique_ptr<SourceBatch> retry_;
+  // Files rejected since the last batch, handed to the core for the audit.
+  std::vector<Rejection> rejections_;
 
   int inotify_fd_ = -1;
   Counter* files_ingested_ = nullptr;

@@ -156,6 +156,7 @@ StatusOr<bool> MqttSource::Poll(SourceBatch* batch, std::chrono::milliseconds wa
     return s;
   }
   batch->events.clear();
+  batch->rejections.clear();
   unacked_.clear();
   auto first_deadline = std::chrono::steady_clock::now() + wait;
   std::chrono::steady_clock::time_point batch_deadline{};
@@ -188,9 +189,10 @@ StatusOr<bool> MqttSource::Poll(SourceBatch* batch, std::chrono::milliseconds wa
     }
     if (!reason.empty()) {
       if (dropped_) dropped_->Increment();
+      batch->rejections.push_back(Rejection{m.topic, reason, m.payload.substr(0, options_.max_message_bytes), true});
       uint64_t suppressed = 0;
       if (bad_limiter_.Allow(&suppressed)) {
-        logger_.Warning("dropped a message on " + m.topic + ": " + reason +
+        logger_.Warning("quarantined a message on " + m.topic + ": " + reason +
                         (suppressed ? " (" + std::to_string(suppressed) + " more dropped)" : ""));
       }
     }

@@ -33,6 +33,9 @@ constexpr const char* kUsage =
     "  dead-letters retry ID       queue a dead letter again (ID: seq or event id)\n"
     "  dead-letters drop ID        give up on a dead letter for good\n"
     "  trace EVENT_ID              an event's life: accepted, routed, attempts, confirmed, dead-lettered\n"
+    "  audit verify                check the hash chain; exit 1 naming the first broken entry\n"
+    "  audit export [--from T] [--to T]  the audit entries as JSON Lines, for a regulator\n"
+    "  quarantine list | show ID   inbound messages that were not valid, with the reason\n"
     "  replay --from T [--to T] [--type TYPE] --sink NAME\n"
     "                              queue journalled events again for a sink (T: 2026-11-26,\n"
     "                              2026-11-26T14:00:00Z or unix seconds; accepted-at time)\n"
@@ -278,6 +281,120 @@ int CmdReplay(const Ctx& ctx, const std::vector<std::string>& args) {
   return 0;
 }
 
+int CmdAudit(const Ctx& ctx, const std::vector<std::string>& args) {
+  std::string verb = args.empty() ? "" : args[0];
+  if (verb.empty() || verb == "--help" || verb == "-h") {
+    std::cout << "Usage: mhhs-gatewayctl audit verify\n"
+                 "       mhhs-gatewayctl audit export [--from T] [--to T]\n"
+                 "Every accepted, delivered, dead-lettered, rejected and quarantined event, and every operator\n"
+                 "action, is an entry that carries the SHA-256 of the entry before it. verify recomputes the\n"
+                 "chain (exit 0 intact, 1 naming the first entry that was edited, removed or reordered);\n"
+                 "export writes entries as JSON Lines. T: 2026-11-26, 2026-11-26T14:00:00Z or unix seconds.\n";
+    return verb.empty() ? EX_USAGE : 0;
+  }
+  int64_t from = 0, to = 0;
+  for (size_t i = 1; i + 1 < args.size(); i += 2) {
+    int64_t* target = args[i] == "--from" ? &from : args[i] == "--to" ? &to : nullptr;
+    if (target == nullptr) return Err(EX_USAGE, "audit: unknown option " + args[i]);
+    if (!ParseTime(args[i + 1], target)) return Err(EX_USAGE, "audit " + args[i] + ": cannot read time \"" + args[i + 1] + "\"");
+  }
+  auto j = OpenJournal(ctx, false);
+  if (!j.ok()) return Err(EX_IOERR, j.status().message());
+  std::vector<gw::AuditEntry> entries;
+  gw::Status s = (*j)->ReadAudit(verb == "verify" ? 0 : from, verb == "verify" ? 0 : to, &entries);
+  if (!s.ok()) return Err(EX_IOERR, s.message());
+  if (verb == "verify") {
+    std::string prev(64, '0');
+    int64_t expected_id = 1;
+    for (const gw::AuditEntry& e : entries) {
+      if (e.id != expected_id) {
+        return Err(1, "audit chain broken at entry " + std::to_string(expected_id) + ": missing (next present is " +
+                          std::to_string(e.id) + ")");
+      }
+      if (e.prev != prev) {
+        return Err(1, "audit chain broken at entry " + std::to_string(e.id) +
+                          ": it does not follow the entry before it (removed or reordered)");
+      }
+      if (gw::Journal::AuditHash(e) != e.hash) {
+        return Err(1, "audit chain broken at entry " + std::to_string(e.id) + ": its content does not match its hash (edited)");
+      }
+      prev = e.hash;
+      ++expected_id;
+    }
+    std::cout << "audit chain intact: " << entries.size() << " entries" << (entries.empty() ? "" : ", last hash " + prev) << "\n";
+    return 0;
+  }
+  if (verb == "export") {
+    std::string line;
+    for (const gw::AuditEntry& e : entries) {
+      line.clear();
+      gw::JsonWriter w(&line);
+      w.BeginObject();
+      w.Key("id"); w.Int(e.id);
+      w.Key("at"); w.String(Iso(e.at_ms));
+      w.Key("what"); w.String(e.what);
+      w.Key("eventId"); w.StringOrNull(e.event_id);
+      w.Key("subject"); w.String(e.subject);
+      w.Key("detail"); w.String(e.detail);
+      w.Key("prev"); w.String(e.prev);
+      w.Key("hash"); w.String(e.hash);
+      w.EndObject();
+      line.push_back('\n');
+      std::fwrite(line.data(), 1, line.size(), stdout);
+    }
+    return 0;
+  }
+  return Err(EX_USAGE, "audit: unknown action \"" + verb + "\" (verify, export)");
+}
+
+int CmdQuarantine(const Ctx& ctx, const std::vector<std::string>& args) {
+  std::string verb = args.empty() ? "list" : args[0];
+  if (verb == "--help" || verb == "-h") {
+    std::cout << "Usage: mhhs-gatewayctl quarantine list | show ID\n"
+                 "Inbound messages that were not valid events, kept whole with the reason; never delivered.\n";
+    return 0;
+  }
+  auto j = OpenJournal(ctx, false);
+  if (!j.ok()) return Err(EX_IOERR, j.status().message());
+  std::vector<gw::QuarantinedMessage> q;
+  gw::Status s = (*j)->ListQuarantine(&q, verb == "show" || ctx.json);
+  if (!s.ok()) return Err(EX_IOERR, s.message());
+  if (verb == "show") {
+    if (args.size() < 2) return Err(EX_USAGE, "quarantine show needs an ID (see quarantine list)");
+    for (const auto& m : q) {
+      if (std::to_string(m.id) != args[1]) continue;
+      std::cout << "id " << m.id << " at " << Iso(m.at_ms) << " from " << m.source << " on " << m.origin << "\nreason: "
+                << m.reason << "\n\n" << m.raw << "\n";
+      return 0;
+    }
+    return Err(1, "no quarantined message " + args[1]);
+  }
+  if (verb != "list") return Err(EX_USAGE, "quarantine: unknown action \"" + verb + "\" (list, show)");
+  if (ctx.json) {
+    for (const auto& m : q) {
+      std::string line;
+      gw::JsonWriter w(&line);
+      w.BeginObject();
+      w.Key("id"); w.Int(m.id);
+      w.Key("at"); w.String(Iso(m.at_ms));
+      w.Key("source"); w.String(m.source);
+      w.Key("origin"); w.String(m.origin);
+      w.Key("reason"); w.String(m.reason);
+      w.Key("bytes"); w.Int(static_cast<long long>(m.raw.size()));
+      w.EndObject();
+      std::cout << line << "\n";
+    }
+    return 0;
+  }
+  std::printf("%-6s %-24s %-12s %-30s %s\n", "ID", "AT", "SOURCE", "ORIGIN", "REASON");
+  for (const auto& m : q) {
+    std::printf("%-6lld %-24s %-12s %-30s %s\n", static_cast<long long>(m.id), Iso(m.at_ms).c_str(), m.source.c_str(),
+                m.origin.c_str(), m.reason.substr(0, 100).c_str());
+  }
+  std::cout << q.size() << " quarantined message(s)\n";
+  return 0;
+}
+
 int CmdCheckConfig(const Ctx& ctx) {
   auto cfg = gw::LoadConfig(ctx.config_path);
   if (!cfg.ok()) return Err(EX_CONFIG, cfg.status().message());
@@ -448,6 +565,8 @@ int main(int argc, char** argv) {
     return CmdCheckConfig(ctx);
   }
   if (cmd == "trace") return CmdTrace(ctx, args);
+  if (cmd == "audit") return CmdAudit(ctx, args);
+  if (cmd == "quarantine") return CmdQuarantine(ctx, args);
   if (cmd == "replay") return CmdReplay(ctx, args);
   if (cmd == "check-file") return CmdCheckFiles(ctx, args, false);
   if (cmd == "convert") return CmdCheckFiles(ctx, args, true);

@@ -1,5 +1,7 @@
 #include "gw/journal.h"
 
+#include <openssl/sha.h>
+
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -59,6 +61,30 @@ CREATE TABLE IF NOT EXISTS event_log(
 );
 CREATE INDEX IF NOT EXISTS event_log_seq ON event_log(seq);
 )sql";
+
+// Version 2: the tamper-evident audit chain and the quarantine.
+constexpr const char* kSchemaV2 = R"sql(
+CREATE TABLE IF NOT EXISTS audit(
+  id       INTEGER PRIMARY KEY,
+  at       INTEGER NOT NULL,
+  what     TEXT NOT NULL,
+  event_id TEXT NOT NULL,
+  subject  TEXT NOT NULL,
+  detail   TEXT NOT NULL,
+  prev     TEXT NOT NULL,
+  hash     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quarantine(
+  id     INTEGER PRIMARY KEY,
+  at     INTEGER NOT NULL,
+  source TEXT NOT NULL,
+  origin TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  raw    BLOB NOT NULL
+);
+)sql";
+
+const std::string kGenesis(64, '0');
 
 // Recipients are stored compactly as "role:mpid:dip_id" joined by ','. None of the three
 // ever holds ':' or ',' (MPIDs are letters, roles letters, DIP ids digits).
@@ -164,16 +190,24 @@ Status Journal::Migrate(Db& db) {
     return FailedPrecondition(options_.path + ": journal schema " + std::to_string(*v) +
                               " is newer than this build understands (" + std::to_string(kSchemaVersion) + ")");
   }
-  if (*v < 1) {
+  // Each step moves the schema up one version in its own transaction.
+  const char* steps[] = {kSchemaV1, kSchemaV2};
+  for (int64_t version = *v; version < kSchemaVersion; ++version) {
     GW_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
-    Status s = db.Exec(kSchemaV1);
-    if (s.ok()) s = db.Exec("PRAGMA user_version=1");
+    Status s = db.Exec(steps[version]);
+    if (s.ok()) s = db.Exec("PRAGMA user_version=" + std::to_string(version + 1));
     if (!s.ok()) {
       (void)db.Exec("ROLLBACK");
-      return s;
+      return s.Annotate("migrating the journal to schema " + std::to_string(version + 1));
     }
     GW_RETURN_IF_ERROR(db.Exec("COMMIT"));
   }
+  auto tip = db.Prepare("SELECT hash FROM audit ORDER BY id DESC LIMIT 1");
+  if (!tip.ok()) return tip.status();
+  auto row = (*tip)->Step();
+  if (!row.ok()) return row.status();
+  audit_tip_ = *row ? (*tip)->Text(0) : kGenesis;
+  (*tip)->Reset();
   return Status::Ok();
 }
 
@@ -217,11 +251,14 @@ void Journal::WriterLoop() {
       batch.swap(queue_);
     }
     std::vector<Status> results(batch.size());
+    // The audit chain's tip moves only with what commits.
+    const std::string tip_before_batch = audit_tip_;
     Status commit = db.Exec("BEGIN IMMEDIATE");
     bool any_append = false;
     if (commit.ok()) {
       for (size_t i = 0; i < batch.size(); ++i) {
         // A savepoint per operation: one failing caller does not fail the others.
+        const std::string tip_before_op = audit_tip_;
         Status s = db.Exec("SAVEPOINT op");
         if (s.ok()) s = batch[i].fn(db);
         if (s.ok()) {
@@ -230,6 +267,7 @@ void Journal::WriterLoop() {
         } else {
           (void)db.Exec("ROLLBACK TO op");
           (void)db.Exec("RELEASE op");
+          audit_tip_ = tip_before_op;
         }
         results[i] = s;
       }
@@ -239,6 +277,7 @@ void Journal::WriterLoop() {
         any_append = false;
       }
     }
+    if (!commit.ok()) audit_tip_ = tip_before_batch;
     UpdateUsage(db);
     {
       std::lock_guard<std::mutex> lock(queue_mu_);
@@ -296,7 +335,45 @@ StatusOr<int64_t> Journal::SinkId(Db& db, const std::string& sink) {
   return sqlite3_last_insert_rowid(db.raw());
 }
 
+std::string Journal::AuditHash(const AuditEntry& e) {
+  std::string text = e.prev + "\n" + std::to_string(e.id) + "\n" + std::to_string(e.at_ms) + "\n" + e.what + "\n" +
+                     e.event_id + "\n" + e.subject + "\n" + e.detail;
+  unsigned char md[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), md);
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(64);
+  for (unsigned char c : md) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+
+Status Journal::Audit(Db& db, int64_t at, const std::string& what, const std::string& event_id,
+                      const std::string& subject, const std::string& detail) {
+  auto id = db.QueryInt("SELECT coalesce(max(id), 0) + 1 FROM audit");
+  if (!id.ok()) return id.status();
+  AuditEntry e{*id, at, what, event_id, subject, detail, audit_tip_, ""};
+  e.hash = AuditHash(e);
+  auto st = db.Prepare("INSERT INTO audit(id,at,what,event_id,subject,detail,prev,hash) VALUES(?,?,?,?,?,?,?,?)");
+  if (!st.ok()) return st.status();
+  GW_RETURN_IF_ERROR((*st)->Bind(1, e.id).Bind(2, e.at_ms).Bind(3, e.what).Bind(4, e.event_id).Bind(5, e.subject)
+                         .Bind(6, e.detail).Bind(7, e.prev).Bind(8, e.hash).Run());
+  audit_tip_ = e.hash;
+  return Status::Ok();
+}
+
 namespace {
+
+std::string EventIdOf(Db& db, int64_t seq) {
+  auto st = db.Prepare("SELECT id FROM events WHERE seq=?");
+  if (!st.ok()) return "";
+  auto row = (*st)->Bind(1, seq).Step();
+  std::string id = row.ok() && *row ? (*st)->Text(0) : "";
+  (*st)->Reset();
+  return id;
+}
 
 Status LogEvent(Db& db, int64_t seq, int64_t sink_id, int64_t at, const char* what, const std::string& detail) {
   auto st = db.Prepare("INSERT INTO event_log(seq,sink_id,at,what,detail) VALUES(?,?,?,?,?)");
@@ -344,6 +421,7 @@ Status Journal::Append(const std::string& source, const std::vector<Event>& even
           }
           ++local.appended;
           int64_t seq = sqlite3_last_insert_rowid(db.raw());
+          GW_RETURN_IF_ERROR(Audit(db, now, "accepted", e.id, source, e.origin));
           for (const auto& [sid, expires] : sinks) {
             GW_RETURN_IF_ERROR((*del)->Reset().Bind(1, seq).Bind(2, sid).Bind(3, now).Bind(4, expires).Run());
           }
@@ -371,7 +449,13 @@ Status Journal::RecordOutcomes(const std::string& sink, const DeliveryOutcomes& 
           auto st = db.Prepare("UPDATE deliveries SET state=1, attempts=attempts+1, updated_at=? "
                                "WHERE seq=? AND sink_id=? AND state=0");
           if (!st.ok()) return st.status();
-          for (int64_t seq : o.delivered) GW_RETURN_IF_ERROR((*st)->Reset().Bind(1, now).Bind(2, seq).Bind(3, *id).Run());
+          for (size_t i = 0; i < o.delivered.size(); ++i) {
+            int64_t seq = o.delivered[i];
+            GW_RETURN_IF_ERROR((*st)->Reset().Bind(1, now).Bind(2, seq).Bind(3, *id).Run());
+            if (db.Changes() == 0) continue;
+            std::string event_id = i < o.delivered_ids.size() ? o.delivered_ids[i] : EventIdOf(db, seq);
+            GW_RETURN_IF_ERROR(Audit(db, now, "delivered", event_id, sink, "confirmed by the far side"));
+          }
         }
         if (!o.dead.empty()) {
           auto st = db.Prepare("UPDATE deliveries SET state=2, attempts=attempts+1, updated_at=?, last_error=? "
@@ -380,6 +464,7 @@ Status Journal::RecordOutcomes(const std::string& sink, const DeliveryOutcomes& 
           for (const auto& [seq, reason] : o.dead) {
             GW_RETURN_IF_ERROR((*st)->Reset().Bind(1, now).Bind(2, reason).Bind(3, seq).Bind(4, *id).Run());
             GW_RETURN_IF_ERROR(LogEvent(db, seq, *id, now, "dead-lettered", reason));
+            GW_RETURN_IF_ERROR(Audit(db, now, "dead-lettered", EventIdOf(db, seq), sink, reason));
           }
         }
         if (o.failed_seq != 0) {
@@ -388,6 +473,24 @@ Status Journal::RecordOutcomes(const std::string& sink, const DeliveryOutcomes& 
           if (!st.ok()) return st.status();
           GW_RETURN_IF_ERROR((*st)->Bind(1, now).Bind(2, o.failed_error).Bind(3, o.failed_seq).Bind(4, *id).Run());
           GW_RETURN_IF_ERROR(LogEvent(db, o.failed_seq, *id, now, "attempt-failed", o.failed_error));
+        }
+        return Status::Ok();
+      },
+      false, true);
+}
+
+Status Journal::RecordRejections(const std::string& source, const std::vector<Rejection>& rejections) {
+  if (rejections.empty()) return Status::Ok();
+  return Write(
+      [&](Db& db) -> Status {
+        int64_t now = NowUnixMs();
+        for (const Rejection& r : rejections) {
+          if (r.quarantine) {
+            auto st = db.Prepare("INSERT INTO quarantine(at,source,origin,reason,raw) VALUES(?,?,?,?,?)");
+            if (!st.ok()) return st.status();
+            GW_RETURN_IF_ERROR((*st)->Bind(1, now).Bind(2, source).Bind(3, r.unit).Bind(4, r.reason).BindBlob(5, r.raw).Run());
+          }
+          GW_RETURN_IF_ERROR(Audit(db, now, r.quarantine ? "quarantined" : "rejected", "", source, r.unit + ": " + r.reason));
         }
         return Status::Ok();
       },
@@ -569,7 +672,8 @@ Status Journal::ListDeadLetters(const std::string& sink, std::vector<DeadLetter>
 }
 
 namespace {
-Status ChangeDeadLetter(Db& db, const std::string& sink, int64_t seq, DeliveryState to) {
+Status ChangeDeadLetter(Db& db, const std::string& sink, int64_t seq, DeliveryState to,
+                        const std::function<Status(const char*, const std::string&)>& audit) {
   auto sel = db.Prepare("SELECT d.sink_id FROM deliveries d JOIN sinks s ON s.id=d.sink_id"
                         " WHERE d.seq=? AND d.state=2 AND (?='' OR s.name=?)");
   if (!sel.ok()) return sel.status();
@@ -591,17 +695,26 @@ Status ChangeDeadLetter(Db& db, const std::string& sink, int64_t seq, DeliverySt
   for (int64_t id : ids) {
     GW_RETURN_IF_ERROR((*upd)->Reset().Bind(1, state).Bind(2, now).Bind(3, state).Bind(4, seq).Bind(5, id).Run());
     GW_RETURN_IF_ERROR(LogEvent(db, seq, id, now, to == DeliveryState::kPending ? "retried" : "dropped", "by an operator"));
+    if (audit) GW_RETURN_IF_ERROR(audit(to == DeliveryState::kPending ? "retried" : "dropped", EventIdOf(db, seq)));
   }
   return Status::Ok();
 }
 }  // namespace
 
 Status Journal::RetryDeadLetter(const std::string& sink, int64_t seq) {
-  return Write([&](Db& db) { return ChangeDeadLetter(db, sink, seq, DeliveryState::kPending); }, true, true);
+  return Write([&](Db& db) {
+    return ChangeDeadLetter(db, sink, seq, DeliveryState::kPending, [&](const char* what, const std::string& id) {
+      return Audit(db, NowUnixMs(), what, id, sink, "dead letter queued again by an operator");
+    });
+  }, true, true);
 }
 
 Status Journal::DropDeadLetter(const std::string& sink, int64_t seq) {
-  return Write([&](Db& db) { return ChangeDeadLetter(db, sink, seq, DeliveryState::kDropped); }, false, true);
+  return Write([&](Db& db) {
+    return ChangeDeadLetter(db, sink, seq, DeliveryState::kDropped, [&](const char* what, const std::string& id) {
+      return Audit(db, NowUnixMs(), what, id, sink, "dead letter dropped by an operator");
+    });
+  }, false, true);
 }
 
 StatusOr<int64_t> Journal::Replay(const ReplayFilter& f) {
@@ -635,6 +748,7 @@ StatusOr<int64_t> Journal::Replay(const ReplayFilter& f) {
           if (db.Changes() == 0) continue;  // already pending
           ++count;
           GW_RETURN_IF_ERROR(LogEvent(db, seq, *id, now, "replayed", "queued again by an operator"));
+          GW_RETURN_IF_ERROR(Audit(db, now, "replayed", EventIdOf(db, seq), f.sink, "queued again by an operator"));
         }
         return Status::Ok();
       },
@@ -772,6 +886,46 @@ Status Journal::IntegrityCheck() {
   std::string v = *row ? (*st)->Text(0) : "";
   (*st)->Reset();
   if (v != "ok") return DataLoss(options_.path + ": integrity_check: " + v);
+  return Status::Ok();
+}
+
+Status Journal::ListQuarantine(std::vector<QuarantinedMessage>* out, bool with_raw) {
+  Reader r(this);
+  GW_RETURN_IF_ERROR(r.status());
+  auto st = r.db().Prepare("SELECT id, at, source, origin, reason, raw FROM quarantine ORDER BY id");
+  if (!st.ok()) return st.status();
+  for (;;) {
+    auto row = (*st)->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    QuarantinedMessage q;
+    q.id = (*st)->Int(0);
+    q.at_ms = (*st)->Int(1);
+    q.source = (*st)->Text(2);
+    q.origin = (*st)->Text(3);
+    q.reason = (*st)->Text(4);
+    if (with_raw) q.raw = (*st)->Text(5);
+    out->push_back(std::move(q));
+  }
+  (*st)->Reset();
+  return Status::Ok();
+}
+
+Status Journal::ReadAudit(int64_t from_ms, int64_t to_ms, std::vector<AuditEntry>* out) {
+  Reader r(this);
+  GW_RETURN_IF_ERROR(r.status());
+  auto st = r.db().Prepare("SELECT id, at, what, event_id, subject, detail, prev, hash FROM audit"
+                           " WHERE at >= ? AND (?=0 OR at < ?) ORDER BY id");
+  if (!st.ok()) return st.status();
+  (*st)->Bind(1, from_ms).Bind(2, to_ms).Bind(3, to_ms);
+  for (;;) {
+    auto row = (*st)->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    Stmt& q = **st;
+    out->push_back(AuditEntry{q.Int(0), q.Int(1), q.Text(2), q.Text(3), q.Text(4), q.Text(5), q.Text(6), q.Text(7)});
+  }
+  (*st)->Reset();
   return Status::Ok();
 }
 

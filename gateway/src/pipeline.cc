@@ -361,6 +361,11 @@ void Pipeline::RunSource(SourceSlot* slot) {
       continue;
     }
     failures = 0;
+    if (!batch.rejections.empty()) {
+      Status r = journal_->RecordRejections(slot->name, batch.rejections);
+      if (!r.ok()) log.Error("cannot record " + std::to_string(batch.rejections.size()) + " rejection(s) in the audit: " + r.ToString());
+    }
+    if (batch.events.empty() && !batch.rejections.empty()) continue;
     counters_.batches_committed.fetch_add(1);
     counters_.events_accepted.fetch_add(result.appended);
     counters_.events_duplicate.fetch_add(result.duplicates);
@@ -433,6 +438,7 @@ void Pipeline::RunSink(SinkSlot* slot) {
       PendingDelivery& d = live[i];
       if (r.ok()) {
         outcomes.delivered.push_back(d.seq);
+        outcomes.delivered_ids.push_back(d.event.id);
         continue;
       }
       bool permanent = r.code() == StatusCode::kInvalidArgument || r.code() == StatusCode::kDataLoss ||

@@ -106,8 +106,14 @@ TEST_F(ConnectorsTest, InvalidMessagesAreDroppedWithAReasonAndTheRestFlows) {
   PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", {"not json", R"({"v":1,"id":"x"})"});
   PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", envelopes);
   ASSERT_TRUE(WaitFor([&] { return OutboxRecords().size() == DtnRecords(d0036).size(); }, std::chrono::seconds(30)));
-  EXPECT_NE(GatewayLog().find("dropped a message on mhhs/SIT/IF-021/SDS/UDMS: envelope: not a JSON object"), std::string::npos)
+  EXPECT_NE(GatewayLog().find("quarantined a message on mhhs/SIT/IF-021/SDS/UDMS: envelope: not a JSON object"), std::string::npos)
       << GatewayLog();
+  std::string out;
+  ASSERT_EQ(RunCommand({CtlPath(), "--config", config_path_, "quarantine", "list"}, &out), 0) << out;
+  EXPECT_NE(out.find("2 quarantined message(s)"), std::string::npos) << out;
+  EXPECT_NE(out.find("envelope type: missing"), std::string::npos) << out;
+  ASSERT_EQ(RunCommand({CtlPath(), "--config", config_path_, "quarantine", "show", "1"}, &out), 0) << out;
+  EXPECT_NE(out.find("not json"), std::string::npos) << "the raw message is kept" << out;
   EXPECT_EQ(StopGateway(), 0);
 }
 

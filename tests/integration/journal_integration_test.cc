@@ -156,3 +156,53 @@ TEST_F(JournalIntegrationTest, OversizedMessageIsDeadLetteredAndCanBeDropped) {
 
 }  // namespace
 }  // namespace gw::testing
+
+namespace gw::testing {
+namespace {
+
+TEST_F(JournalIntegrationTest, AuditChainVerifiesAndNamesTheFirstTamperedEntry) {
+  Subscriber sub(broker_.uri(), "audit-sub");
+  sub.Connect();
+  StartGateway();
+  for (const char* f : {"D0010_UDMS_MRCY_0000475656.uff", "D0010_UDMS_MRCY_0000475657.uff", "D0010_UDMS_MRCY_0000475659_broken.uff"}) {
+    Drop(Samples() + "/" + f);
+  }
+  ASSERT_TRUE(WaitFor([&] { return sub.Count() >= 5; }, std::chrono::seconds(30)));
+  ASSERT_TRUE(WaitFor([&] {
+    std::string out;
+    RunCommand({CtlPath(), "--config", config_path_, "status"}, &out);
+    return out.find("backbone                      0            5") != std::string::npos;
+  }, std::chrono::seconds(10)));
+  EXPECT_EQ(StopGateway(), 0);
+  std::string out;
+  ASSERT_EQ(RunCommand({CtlPath(), "--config", config_path_, "audit", "verify"}, &out), 0) << out;
+  // 5 accepted + 5 delivered + 1 rejected file.
+  EXPECT_NE(out.find("audit chain intact: 11 entries"), std::string::npos) << out;
+  ASSERT_EQ(RunCommand({CtlPath(), "--config", config_path_, "audit", "export", "--from", "2020-01-01"}, &out), 0);
+  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 11);
+  EXPECT_NE(out.find(R"("what":"rejected","eventId":null,"subject":"inbox","detail":"D0010_UDMS_MRCY_0000475659_broken.uff: )"),
+            std::string::npos) << out;
+  EXPECT_NE(out.find(R"("what":"delivered","eventId":"UDMS-0000475657-3","subject":"backbone")"), std::string::npos) << out;
+
+  std::string journal = dir_ / "journal.db";
+  auto tamper = [&](const std::string& sql) {
+    std::string copy = dir_ / "tampered.db";
+    std::string o;
+    RunCommand({"/bin/cp", journal, copy}, &o);
+    EXPECT_EQ(RunCommand({"/usr/bin/sqlite3", copy, sql}, &o), 0) << o;
+    WriteFile(dir_ / "tampered.ini", "[gateway]\nparticipant_mpid = UDMS\nparticipant_role = D\nenvironment = SIT\n[journal]\npath = " + copy + "\n");
+    std::string result;
+    int rc = RunCommand({CtlPath(), "--config", dir_ / "tampered.ini", "audit", "verify"}, &result);
+    EXPECT_EQ(rc, 1) << result;
+    return result;
+  };
+  EXPECT_NE(tamper("UPDATE audit SET detail = 'nothing to see' WHERE id = 3").find(
+                "audit chain broken at entry 3: its content does not match its hash (edited)"), std::string::npos);
+  EXPECT_NE(tamper("DELETE FROM audit WHERE id = 5").find("audit chain broken at entry 5: missing"), std::string::npos);
+  EXPECT_NE(tamper("UPDATE audit SET id = 100 WHERE id = 4; UPDATE audit SET id = 4 WHERE id = 6; UPDATE audit SET id = 6 WHERE id = 100")
+                .find("audit chain broken at entry 4: it does not follow the entry before it (removed or reordered)"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace gw::testing

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "gw/sqlite.h"
+#include "mhhs/connector.h"
 #include "mhhs/event.h"
 #include "mhhs/status.h"
 
@@ -68,6 +69,7 @@ struct PendingDelivery {
 // What a sink worker learned from one Deliver() call.
 struct DeliveryOutcomes {
   std::vector<int64_t> delivered;
+  std::vector<std::string> delivered_ids;              // event ids, parallel to `delivered` (for the audit)
   std::vector<std::pair<int64_t, std::string>> dead;  // seq, reason
   int64_t failed_seq = 0;                              // the head transient failure, if any
   std::string failed_error;
@@ -115,6 +117,26 @@ struct ReplayFilter {
   std::string sink;      // required
 };
 
+struct AuditEntry {
+  int64_t id = 0;
+  int64_t at_ms = 0;
+  std::string what;      // accepted, delivered, dead-lettered, rejected, quarantined, retried, dropped, replayed
+  std::string event_id;  // "" when not about one event
+  std::string subject;   // the source or sink
+  std::string detail;
+  std::string prev;      // the previous entry's hash (64 zeros for the first)
+  std::string hash;      // SHA-256 over prev and this entry's fields
+};
+
+struct QuarantinedMessage {
+  int64_t id = 0;
+  int64_t at_ms = 0;
+  std::string source;
+  std::string origin;
+  std::string reason;
+  std::string raw;
+};
+
 struct PruneResult {
   int64_t events_removed = 0;
   int64_t early = 0;  // of those, removed before retention ran out, to get under the quota
@@ -130,7 +152,7 @@ class Journal {
   Journal& operator=(const Journal&) = delete;
 
   // The schema version this build writes.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Stores `events` from `source` with a delivery row for each target, and the source's
   // `checkpoint` ("" leaves it as it is), in one durable transaction. Returns OK only after
@@ -149,6 +171,15 @@ class Journal {
   // Records a sink's outcomes durably: delivered, dead-lettered (with reasons) and the one
   // transient failure at the head of the batch. Returns after the commit.
   Status RecordOutcomes(const std::string& sink, const DeliveryOutcomes& outcomes);
+
+  // Records what `source` turned away: an audit entry each, and the raw message of each
+  // quarantined one. Returns after the commit.
+  Status RecordRejections(const std::string& source, const std::vector<Rejection>& rejections);
+  Status ListQuarantine(std::vector<QuarantinedMessage>* out, bool with_raw);
+  // The audit chain in id order, entries accepted in [from_ms, to_ms) (to 0: no end).
+  Status ReadAudit(int64_t from_ms, int64_t to_ms, std::vector<AuditEntry>* out);
+  // The hash an entry must carry, given its fields and `prev`.
+  static std::string AuditHash(const AuditEntry& e);
 
   // Waits until every write queued so far is committed; returns the last commit's status.
   Status Flush();
@@ -204,6 +235,9 @@ class Journal {
   void WriterLoop();
   void UpdateUsage(Db& db);
   StatusOr<int64_t> SinkId(Db& db, const std::string& sink);
+  // Appends an audit entry chained to the last (writer thread only).
+  Status Audit(Db& db, int64_t at, const std::string& what, const std::string& event_id, const std::string& subject,
+               const std::string& detail);
 
   // A pooled read connection, returned to the pool on destruction.
   class Reader;
@@ -223,6 +257,8 @@ class Journal {
   std::mutex append_mu_;
   std::condition_variable append_cv_;
   uint64_t append_generation_ = 0;
+
+  std::string audit_tip_;  // hash of the last audit entry written (writer thread only)
 
   std::atomic<int64_t> used_bytes_{0};
   std::atomic<bool> paused_{false};

@@ -89,7 +89,12 @@ TEST_F(FileSourceTest, InvalidFileIsRejectedWithItsErrors) {
   SourceBatch b;
   auto r = src->Poll(&b, std::chrono::milliseconds(500));
   ASSERT_TRUE(r.ok());
-  EXPECT_FALSE(*r);
+  ASSERT_TRUE(*r) << "a batch that carries the rejection for the audit";
+  EXPECT_TRUE(b.events.empty());
+  ASSERT_EQ(b.rejections.size(), 1u);
+  EXPECT_EQ(b.rejections[0].unit, "bad.uff");
+  EXPECT_EQ(b.rejections[0].reason, "bad.uff:2: 026 mpanCore: expected exactly 13 digits (1200)");
+  src->Ack(b, Status::Ok());
   EXPECT_EQ(FilesIn(dir_ / "rejected"), (std::vector<std::string>{"bad.uff", "bad.uff.errors.txt"}));
   EXPECT_EQ(ReadFileOrEmpty(dir_ / "rejected/bad.uff.errors.txt"), "bad.uff:2: 026 mpanCore: expected exactly 13 digits (1200)\n");
   EXPECT_EQ(ReadFileOrEmpty(dir_ / "rejected/bad.uff"), bad) << "the original is kept as it was";
@@ -203,7 +208,9 @@ TEST_F(FileSourceTest, LargeInvalidFileIsRejectedBeforeAnythingIsEmitted) {
   SourceBatch b;
   auto r = src->Poll(&b, std::chrono::milliseconds(500));
   ASSERT_TRUE(r.ok());
-  EXPECT_FALSE(*r) << "no batch of a file that turns out invalid";
+  ASSERT_TRUE(*r);
+  EXPECT_TRUE(b.events.empty()) << "no events of a file that turns out invalid";
+  EXPECT_EQ(b.rejections.size(), 1u);
   EXPECT_EQ(FilesIn(dir_ / "rejected"), (std::vector<std::string>{"big.uff", "big.uff.errors.txt"}));
   EXPECT_EQ(ReadFileOrEmpty(dir_ / "rejected/big.uff.errors.txt"), "big.uff:149: 026 mpanCore: expected exactly 13 digits (BAD)\n");
 }

@@ -73,6 +73,15 @@ inline Metrics& MetricsOf(const ConnectorContext& ctx) {
   return ctx.metrics ? *ctx.metrics : null;
 }
 
+// Input a source turned away, recorded in the audit chain (and, for a quarantined message,
+// kept whole for `mhhs-gatewayctl quarantine`).
+struct Rejection {
+  std::string unit;         // a file name, or the topic a message came on
+  std::string reason;
+  std::string raw;          // the message itself, when quarantined
+  bool quarantine = false;
+};
+
 // One unit of input that is committed atomically.
 struct SourceBatch {
   std::vector<Event> events;
@@ -80,6 +89,7 @@ struct SourceBatch {
   std::string unit;        // what the batch came from, for logs and the trace (a file name)
   uint64_t token = 0;      // the source's own, handed back in Ack()
   bool last = true;        // false when more batches of the same unit follow (a large file)
+  std::vector<Rejection> rejections;  // what the source turned away since the last batch
 };
 
 class Source {
