@@ -202,11 +202,12 @@ Status Journal::Migrate(Db& db) {
     }
     GW_RETURN_IF_ERROR(db.Exec("COMMIT"));
   }
-  auto tip = db.Prepare("SELECT hash FROM audit ORDER BY id DESC LIMIT 1");
+  auto tip = db.Prepare("SELECT hash, id FROM audit ORDER BY id DESC LIMIT 1");
   if (!tip.ok()) return tip.status();
   auto row = (*tip)->Step();
   if (!row.ok()) return row.status();
   audit_tip_ = *row ? (*tip)->Text(0) : kGenesis;
+  audit_next_id_ = *row ? (*tip)->Int(1) + 1 : 1;
   (*tip)->Reset();
   return Status::Ok();
 }
@@ -253,12 +254,14 @@ void Journal::WriterLoop() {
     std::vector<Status> results(batch.size());
     // The audit chain's tip moves only with what commits.
     const std::string tip_before_batch = audit_tip_;
+    const int64_t next_before_batch = audit_next_id_;
     Status commit = db.Exec("BEGIN IMMEDIATE");
     bool any_append = false;
     if (commit.ok()) {
       for (size_t i = 0; i < batch.size(); ++i) {
         // A savepoint per operation: one failing caller does not fail the others.
         const std::string tip_before_op = audit_tip_;
+        const int64_t next_before_op = audit_next_id_;
         Status s = db.Exec("SAVEPOINT op");
         if (s.ok()) s = batch[i].fn(db);
         if (s.ok()) {
@@ -268,6 +271,7 @@ void Journal::WriterLoop() {
           (void)db.Exec("ROLLBACK TO op");
           (void)db.Exec("RELEASE op");
           audit_tip_ = tip_before_op;
+          audit_next_id_ = next_before_op;
         }
         results[i] = s;
       }
@@ -277,7 +281,10 @@ void Journal::WriterLoop() {
         any_append = false;
       }
     }
-    if (!commit.ok()) audit_tip_ = tip_before_batch;
+    if (!commit.ok()) {
+      audit_tip_ = tip_before_batch;
+      audit_next_id_ = next_before_batch;
+    }
     UpdateUsage(db);
     {
       std::lock_guard<std::mutex> lock(queue_mu_);
@@ -352,15 +359,14 @@ std::string Journal::AuditHash(const AuditEntry& e) {
 
 Status Journal::Audit(Db& db, int64_t at, const std::string& what, const std::string& event_id,
                       const std::string& subject, const std::string& detail) {
-  auto id = db.QueryInt("SELECT coalesce(max(id), 0) + 1 FROM audit");
-  if (!id.ok()) return id.status();
-  AuditEntry e{*id, at, what, event_id, subject, detail, audit_tip_, ""};
+  AuditEntry e{audit_next_id_, at, what, event_id, subject, detail, audit_tip_, ""};
   e.hash = AuditHash(e);
   auto st = db.Prepare("INSERT INTO audit(id,at,what,event_id,subject,detail,prev,hash) VALUES(?,?,?,?,?,?,?,?)");
   if (!st.ok()) return st.status();
   GW_RETURN_IF_ERROR((*st)->Bind(1, e.id).Bind(2, e.at_ms).Bind(3, e.what).Bind(4, e.event_id).Bind(5, e.subject)
                          .Bind(6, e.detail).Bind(7, e.prev).Bind(8, e.hash).Run());
   audit_tip_ = e.hash;
+  ++audit_next_id_;
   return Status::Ok();
 }
 

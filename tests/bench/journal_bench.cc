@@ -1,7 +1,8 @@
 // journal_bench: the journal's append path against the raw limit of the same SQLite, in one run.
 //
-//  raw      batched INSERTs of the same rows (event + one delivery row), synchronous=FULL,
-//           WAL, one transaction per 1000 events: what SQLite itself allows on this disk;
+//  raw      batched INSERTs of the same rows (event, one delivery row, one audit entry),
+//           synchronous=FULL, WAL, one transaction per 1000 events: what SQLite itself allows
+//           on this disk;
 //  append   Journal::Append of the same events, 1000 per call (one call per file);
 //  append4  four threads appending 100-event batches at once (group commit at work).
 // Prints each rate and the ratios append/raw and append4/raw. Target: append/raw >= 0.5.
@@ -67,6 +68,10 @@ void BM_RawSqliteInsert(benchmark::State& state) {
     Check(sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; INSERT INTO sinks(id,name) VALUES(1,'k')", nullptr, nullptr, nullptr), db);
     sqlite3_stmt* ins = nullptr;
     sqlite3_stmt* del = nullptr;
+    sqlite3_stmt* aud = nullptr;
+    Check(sqlite3_prepare_v2(db, "INSERT INTO audit(id,at,what,event_id,subject,detail,prev,hash) VALUES(?,1,'accepted',?,'inbox',?,?,?)",
+                             -1, &aud, nullptr), db);
+    const std::string hash(64, 'a');
     Check(sqlite3_prepare_v2(db,
                              "INSERT INTO events(id,type,event_code,sender_mpid,sender_role,sender_dip_id,recipients,"
                              "created_at,correlation_id,payload,signature,source,origin,accepted_at) "
@@ -92,11 +97,19 @@ void BM_RawSqliteInsert(benchmark::State& state) {
       sqlite3_bind_int64(del, 1, sqlite3_last_insert_rowid(db));
       sqlite3_bind_int64(del, 2, 1);
       Check(sqlite3_step(del), db);
+      sqlite3_reset(aud);
+      sqlite3_bind_int64(aud, 1, i + 1);
+      sqlite3_bind_text(aud, 2, e.id.data(), static_cast<int>(e.id.size()), SQLITE_STATIC);
+      sqlite3_bind_text(aud, 3, e.origin.data(), static_cast<int>(e.origin.size()), SQLITE_STATIC);
+      sqlite3_bind_text(aud, 4, hash.data(), 64, SQLITE_STATIC);
+      sqlite3_bind_text(aud, 5, hash.data(), 64, SQLITE_STATIC);
+      Check(sqlite3_step(aud), db);
       if (i % kBatch == kBatch - 1) Check(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), db);
     }
     state.PauseTiming();
     sqlite3_finalize(ins);
     sqlite3_finalize(del);
+    sqlite3_finalize(aud);
     sqlite3_close(db);
     state.ResumeTiming();
   }

@@ -82,6 +82,9 @@ TEST_F(CrashTest, SigkillAtRandomMomentsLosesNothing) {
   std::string out;
   EXPECT_EQ(RunCommand({"/usr/bin/sqlite3", dir_ / "journal.db", "PRAGMA integrity_check"}, &out), 0);
   EXPECT_EQ(out, "ok\n");
+  // The audit chain survives every kill intact.
+  EXPECT_EQ(RunCommand({CtlPath(), "--config", config_path_, "audit", "verify"}, &out), 0) << out;
+  EXPECT_NE(out.find("audit chain intact"), std::string::npos) << out;
 }
 
 }  // namespace

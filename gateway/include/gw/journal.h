@@ -258,7 +258,8 @@ class Journal {
   std::condition_variable append_cv_;
   uint64_t append_generation_ = 0;
 
-  std::string audit_tip_;  // hash of the last audit entry written (writer thread only)
+  std::string audit_tip_;      // hash of the last audit entry written (writer thread only)
+  int64_t audit_next_id_ = 1;  // id of the next audit entry (writer thread only)
 
   std::atomic<int64_t> used_bytes_{0};
   std::atomic<bool> paused_{false};
