@@ -62,8 +62,9 @@ class TlsTest : public ::testing::Test {
     if (!client.empty()) s += "cert_file = " + pki_.dir / (client + ".crt") + "\nkey_file = " + pki_.dir / (client + ".key") + "\n";
     return s;
   }
-  void Start(Process* p, const std::string& config, const std::string& log) {
-    p->Start({DaemonPath(), "--config", config}, dir_ / log);
+  void Start(Process* p, const std::string& config, const std::string& log,
+             const std::map<std::string, std::string>& env = {}) {
+    p->Start({DaemonPath(), "--config", config}, dir_ / log, env);
     ASSERT_TRUE(WaitFor([&] { return ReadFileOrEmpty(dir_ / log).find("started:") != std::string::npos || !p->Running(); },
                         std::chrono::seconds(20)));
     ASSERT_TRUE(p->Running()) << ReadFileOrEmpty(dir_ / log);
@@ -79,7 +80,10 @@ TEST_F(TlsTest, D0036TravelsAsIf021OverMutualTlsBetweenTwoGateways) {
   Start(&receiver_, ReceiverConfig(Tls("ca.crt", "client2")), "receiver.log");
   ASSERT_TRUE(WaitFor([&] { return ReadFileOrEmpty(dir_ / "receiver.log").find("subscribed to ssl://") != std::string::npos; },
                       std::chrono::seconds(15))) << ReadFileOrEmpty(dir_ / "receiver.log");
-  Start(&sender_, SenderConfig(Tls("ca.crt", "client")), "sender.log");
+  // The sender finds its key the way systemd's LoadCredential= hands it over.
+  Start(&sender_, SenderConfig("ca_file = " + pki_.dir / "ca.crt" + "\ncert_file = ${CREDENTIALS_DIRECTORY}/client.crt\n"
+                               "key_file = ${CREDENTIALS_DIRECTORY}/client.key\n"),
+        "sender.log", {{"CREDENTIALS_DIRECTORY", pki_.dir.path()}});
   std::string out;
   ASSERT_EQ(RunCommand({"/usr/bin/python3", SourceDir() + "/tests/tools/gen_d0036.py", dir_ / "gen", "--mpans", "3", "--days", "2",
                         "--start", "20261024"}, &out), 0) << out;
