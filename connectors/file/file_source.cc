@@ -171,7 +171,7 @@ std::string FileSource::ClaimNext() {
   std::vector<std::string> names;
   if (ListDir(claimed_dir(), &names).ok()) {
     for (const std::string& n : names) {
-      if (!Ignored(n)) return n;
+      if (!Ignored(n) && !stuck_.count(n)) return n;
     }
   }
   if (ready_.empty() && std::chrono::steady_clock::now() >= next_scan_) Scan();
@@ -197,7 +197,9 @@ void FileSource::Reject(const std::string& name, const std::string& errors) {
   rejections_.push_back(Rejection{name, errors.substr(0, errors.find('\n')), "", false});
   auto moved = MoveInto(claimed_dir() + "/" + name, options_.rejected, name);
   if (!moved.ok()) {
-    logger_.Error("cannot move " + name + " to rejected: " + moved.status().message());
+    // Left in .claimed/ and set aside until a restart, so that it does not block the others.
+    stuck_.insert(name);
+    logger_.Error("cannot move " + name + " to rejected (left in .claimed/ until a restart): " + moved.status().message());
     return;
   }
   Status s = WriteFileAtomic(*moved + ".errors.txt", errors);
@@ -382,13 +384,27 @@ StatusOr<bool> FileSource::Poll(SourceBatch* batch, std::chrono::milliseconds wa
 void FileSource::Ack(const SourceBatch& batch, const Status& committed) {
   if (!committed.ok()) {
     // A streamed batch is offered again as it was; a whole file stays in .claimed/ and is
-    // decoded again on the next Poll().
-    if (stream_) retry_ = std::make_unique<SourceBatch>(batch);
+    // decoded again on the next Poll(). Rejections it carried go with the next batch.
+    if (stream_) {
+      retry_ = std::make_unique<SourceBatch>(batch);
+    } else {
+      rejections_.insert(rejections_.begin(), batch.rejections.begin(), batch.rejections.end());
+    }
     return;
   }
   if (!batch.last) return;
+  if (stream_ && stream_->name == batch.unit) {
+    bool second_pass_ok = stream_->result.ok();
+    std::string errors = second_pass_ok ? "" : adapters::FormatDtnErrors(batch.unit, stream_->result);
+    EndStream();
+    if (!second_pass_ok) {
+      // The first pass accepted it but the second did not (the file changed under us): what
+      // was committed stays; the file goes to rejected with the errors, not to the archive.
+      Reject(batch.unit, errors);
+      return;
+    }
+  }
   if (files_ingested_) files_ingested_->Increment();
-  if (stream_ && stream_->name == batch.unit) EndStream();
   if (options_.delete_after_commit) {
     std::string path = claimed_dir() + "/" + batch.unit;
     if (::unlink(path.c_str()) != 0) logger_.Error("cannot delete " + path + ": " + std::strerror(errno));
@@ -396,19 +412,19 @@ void FileSource::Ack(const SourceBatch& batch, const Status& committed) {
     return;
   }
   auto moved = MoveInto(claimed_dir() + "/" + batch.unit, options_.archive, batch.unit);
-  if (!moved.ok()) logger_.Error("cannot archive " + batch.unit + ": " + moved.status().message());
+  if (!moved.ok()) {
+    // Its events are committed; taking it again would only repeat them. Set it aside.
+    stuck_.insert(batch.unit);
+    logger_.Error("cannot archive " + batch.unit + " (left in .claimed/ until a restart): " + moved.status().message());
+  }
 }
 
 void FileSource::Stop() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
-    cv_.notify_all();
-  }
-  if (stream_) {
-    std::lock_guard<std::mutex> lock(stream_->mu);
-    stream_->cv.notify_all();
-  }
+  // stream_ belongs to the source thread: it is not touched here. A waiting Poll() returns
+  // within its wait and then sees stopping_.
+  std::lock_guard<std::mutex> lock(mu_);
+  stopping_ = true;
+  cv_.notify_all();
 }
 
 }  // namespace gw::connectors::file

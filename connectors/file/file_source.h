@@ -31,6 +31,7 @@
 #include <condition_variable>
 #include <deque>
 #include <map>
+#include <set>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -98,6 +99,7 @@ class FileSource : public Source {
   GatewayInfo gateway_;
   Logger& logger_;
   std::map<std::string, Seen> seen_;
+  std::set<std::string> stuck_;  // claimed files that could not be moved on; skipped until restart
   std::deque<std::string> ready_;
   std::chrono::steady_clock::time_point next_scan_{};
   uint64_t next_token_ = 1;

@@ -196,6 +196,8 @@ StatusOr<bool> MqttSource::Poll(SourceBatch* batch, std::chrono::milliseconds wa
                         (suppressed ? " (" + std::to_string(suppressed) + " more dropped)" : ""));
       }
     }
+    m.payload.clear();  // only the packet id and QoS are needed to acknowledge it
+    m.payload.shrink_to_fit();
     unacked_.push_back(std::move(m));
     m = InboundMessage();
   }

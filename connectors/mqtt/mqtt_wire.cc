@@ -309,8 +309,14 @@ Status WireClient::Subscribe(const std::vector<std::string>& filters, int qos) {
     }
     for (size_t i = 0; i < filters.size(); ++i) {
       if (pos + i >= ack.size()) return Fail("malformed SUBACK");
-      if (static_cast<uint8_t>(ack[pos + i]) >= 0x80) {
+      uint8_t granted = static_cast<uint8_t>(ack[pos + i]);
+      if (granted >= 0x80) {
         return PermissionDenied(Where() + ": subscription to \"" + filters[i] + "\" refused by the broker");
+      }
+      if (granted < qos) {
+        // QoS 0 would deliver without acknowledgement: a crash could lose messages.
+        return FailedPrecondition(Where() + ": the broker granted QoS " + std::to_string(granted) + " for \"" + filters[i] +
+                                  "\", below the " + std::to_string(qos) + " asked for");
       }
     }
     return Status::Ok();

@@ -304,8 +304,11 @@ int CmdAudit(const Ctx& ctx, const std::vector<std::string>& args) {
   gw::Status s = (*j)->ReadAudit(verb == "verify" ? 0 : from, verb == "verify" ? 0 : to, &entries);
   if (!s.ok()) return Err(EX_IOERR, s.message());
   if (verb == "verify") {
-    std::string prev(64, '0');
-    int64_t expected_id = 1;
+    int64_t anchor_id = 0;
+    std::string prev;
+    s = (*j)->AuditAnchor(&anchor_id, &prev);
+    if (!s.ok()) return Err(EX_IOERR, s.message());
+    int64_t expected_id = anchor_id + 1;
     for (const gw::AuditEntry& e : entries) {
       if (e.id != expected_id) {
         return Err(1, "audit chain broken at entry " + std::to_string(expected_id) + ": missing (next present is " +
@@ -321,7 +324,8 @@ int CmdAudit(const Ctx& ctx, const std::vector<std::string>& args) {
       prev = e.hash;
       ++expected_id;
     }
-    std::cout << "audit chain intact: " << entries.size() << " entries" << (entries.empty() ? "" : ", last hash " + prev) << "\n";
+    std::cout << "audit chain intact: " << entries.size() << " entries" << (entries.empty() ? "" : ", last hash " + prev)
+              << (anchor_id ? " (entries 1-" + std::to_string(anchor_id) + " were pruned with their events)" : "") << "\n";
     return 0;
   }
   if (verb == "export") {

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <unordered_set>
 #include <vector>
 
 namespace gw {
@@ -20,6 +21,7 @@ class Scanner {
   };
 
   Status ParseTop(std::vector<Member>* members) {
+    std::unordered_set<std::string> seen;
     Ws();
     if (!Eat('{')) return Err("not a JSON object");
     Ws();
@@ -36,7 +38,7 @@ class Scanner {
       m.kind = Kind(Peek());
       GW_RETURN_IF_ERROR(Value(1));
       m.end = pos_;
-      for (const Member& x : *members) if (x.key == m.key) return Err("member \"" + m.key + "\" appears twice");
+      if (!seen.insert(m.key).second) return Err("member \"" + m.key + "\" appears twice");
       members->push_back(std::move(m));
       Ws();
       if (Eat(',')) continue;

@@ -74,6 +74,12 @@ CREATE TABLE IF NOT EXISTS audit(
   prev     TEXT NOT NULL,
   hash     TEXT NOT NULL
 );
+-- Where the chain starts after its oldest entries were pruned with their events.
+CREATE TABLE IF NOT EXISTS audit_anchor(
+  id             INTEGER PRIMARY KEY CHECK (id = 1),
+  pruned_through INTEGER NOT NULL,
+  hash           TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS quarantine(
   id     INTEGER PRIMARY KEY,
   at     INTEGER NOT NULL,
@@ -202,13 +208,29 @@ Status Journal::Migrate(Db& db) {
     }
     GW_RETURN_IF_ERROR(db.Exec("COMMIT"));
   }
+  return ReloadAuditTip(db);
+}
+
+Status Journal::ReloadAuditTip(Db& db) {
   auto tip = db.Prepare("SELECT hash, id FROM audit ORDER BY id DESC LIMIT 1");
   if (!tip.ok()) return tip.status();
   auto row = (*tip)->Step();
   if (!row.ok()) return row.status();
-  audit_tip_ = *row ? (*tip)->Text(0) : kGenesis;
-  audit_next_id_ = *row ? (*tip)->Int(1) + 1 : 1;
+  if (*row) {
+    audit_tip_ = (*tip)->Text(0);
+    audit_next_id_ = (*tip)->Int(1) + 1;
+    (*tip)->Reset();
+    return Status::Ok();
+  }
   (*tip)->Reset();
+  // An empty chain continues from the anchor, if entries were pruned.
+  auto anchor = db.Prepare("SELECT pruned_through, hash FROM audit_anchor WHERE id = 1");
+  if (!anchor.ok()) return anchor.status();
+  auto arow = (*anchor)->Step();
+  if (!arow.ok()) return arow.status();
+  audit_tip_ = *arow ? (*anchor)->Text(1) : kGenesis;
+  audit_next_id_ = *arow ? (*anchor)->Int(0) + 1 : 1;
+  (*anchor)->Reset();
   return Status::Ok();
 }
 
@@ -274,16 +296,26 @@ void Journal::WriterLoop() {
           audit_next_id_ = next_before_op;
         }
         results[i] = s;
+        if (!s.ok() && sqlite3_get_autocommit(db.raw())) {
+          // SQLite rolled the whole transaction back (disk full, I/O error): nothing of this
+          // batch is stored, so the rest must not run outside a transaction.
+          for (size_t k = i + 1; k < batch.size(); ++k) results[k] = s;
+          commit = s;
+          break;
+        }
       }
-      commit = db.Exec("COMMIT");
+      if (commit.ok()) commit = db.Exec("COMMIT");
       if (!commit.ok()) {
-        (void)db.Exec("ROLLBACK");
+        if (!sqlite3_get_autocommit(db.raw())) (void)db.Exec("ROLLBACK");
         any_append = false;
       }
     }
     if (!commit.ok()) {
-      audit_tip_ = tip_before_batch;
-      audit_next_id_ = next_before_batch;
+      // Take the chain's tip from what is on disk, whatever SQLite kept or rolled back.
+      if (!ReloadAuditTip(db).ok()) {
+        audit_tip_ = tip_before_batch;
+        audit_next_id_ = next_before_batch;
+      }
     }
     UpdateUsage(db);
     {
@@ -811,6 +843,37 @@ Status Journal::Prune(std::chrono::seconds retention, PruneResult* result) {
     local.early += early;
     if (removed < 2000) break;
   }
+  // The audit chain is cut from the front where the event store ends: entries older than the
+  // oldest event still journalled (and, outside quota pressure, older than the retention) go,
+  // and the anchor keeps the hash the remaining chain continues from.
+  bool over_quota = options_.max_bytes > 0 && used_bytes_.load() >= options_.max_bytes * options_.low_water_pct / 100;
+  Status s = Write(
+      [&](Db& db) -> Status {
+        auto oldest = db.QueryInt("SELECT coalesce(min(accepted_at), 0) FROM events");
+        if (!oldest.ok()) return oldest.status();
+        int64_t before = *oldest == 0 ? NowUnixMs() : *oldest;
+        if (!over_quota) before = std::min(before, cutoff);
+        auto last = db.Prepare("SELECT id, hash FROM audit WHERE at < ? ORDER BY id DESC LIMIT 1");
+        if (!last.ok()) return last.status();
+        auto row = (*last)->Bind(1, before).Step();
+        if (!row.ok()) return row.status();
+        if (!*row) {
+          (*last)->Reset();
+          return Status::Ok();
+        }
+        int64_t through = (*last)->Int(0);
+        std::string hash = (*last)->Text(1);
+        (*last)->Reset();
+        auto del = db.Prepare("DELETE FROM audit WHERE id <= ?");
+        if (!del.ok()) return del.status();
+        GW_RETURN_IF_ERROR((*del)->Bind(1, through).Run());
+        auto anchor = db.Prepare("INSERT OR REPLACE INTO audit_anchor(id, pruned_through, hash) VALUES(1, ?, ?)");
+        if (!anchor.ok()) return anchor.status();
+        GW_RETURN_IF_ERROR((*anchor)->Bind(1, through).Bind(2, hash).Run());
+        return db.Exec("PRAGMA incremental_vacuum(4096)");
+      },
+      false, true);
+  if (!s.ok()) return s;
   if (result) *result = local;
   return Status::Ok();
 }
@@ -913,6 +976,19 @@ Status Journal::ListQuarantine(std::vector<QuarantinedMessage>* out, bool with_r
     if (with_raw) q.raw = (*st)->Text(5);
     out->push_back(std::move(q));
   }
+  (*st)->Reset();
+  return Status::Ok();
+}
+
+Status Journal::AuditAnchor(int64_t* pruned_through, std::string* hash) {
+  Reader r(this);
+  GW_RETURN_IF_ERROR(r.status());
+  auto st = r.db().Prepare("SELECT pruned_through, hash FROM audit_anchor WHERE id = 1");
+  if (!st.ok()) return st.status();
+  auto row = (*st)->Step();
+  if (!row.ok()) return row.status();
+  *pruned_through = *row ? (*st)->Int(0) : 0;
+  *hash = *row ? (*st)->Text(1) : kGenesis;
   (*st)->Reset();
   return Status::Ok();
 }

@@ -328,20 +328,25 @@ void Pipeline::RunSource(SourceSlot* slot) {
     if (journal_->ShouldPause(&why)) {
       if (!paused) log.Warning("paused: " + why);
       paused = true;
-      SleepUnless(sources_stop_, std::chrono::milliseconds(200));
+      SleepUnless(slot->stop, std::chrono::milliseconds(200));
       continue;
     }
     if (paused) log.Notice("resumed: the journal is below its low water mark");
     paused = false;
     SourceBatch batch;
-    auto polled = slot->source->Poll(&batch, std::chrono::milliseconds(500));
+    StatusOr<bool> polled = false;
+    try {
+      polled = slot->source->Poll(&batch, std::chrono::milliseconds(500));
+    } catch (const std::exception& e) {
+      polled = Internal(std::string("Poll threw: ") + e.what());
+    }
     if (!polled.ok()) {
       ++failures;
       uint64_t suppressed = 0;
       if (limiter.Allow(&suppressed)) {
         log.Warning(polled.status().ToString() + (suppressed ? " (" + std::to_string(suppressed) + " similar suppressed)" : ""));
       }
-      SleepUnless(sources_stop_, JitteredBackoff(failures, std::chrono::milliseconds(500), std::chrono::seconds(30)));
+      SleepUnless(slot->stop, JitteredBackoff(failures, std::chrono::milliseconds(500), std::chrono::seconds(30)));
       continue;
     }
     if (!*polled) continue;
@@ -351,20 +356,23 @@ void Pipeline::RunSource(SourceSlot* slot) {
     }
     AppendResult result;
     Status s = journal_->Append(slot->name, batch.events, slot->targets, batch.checkpoint, &result);
-    slot->source->Ack(batch, s);
+    // What the source turned away is recorded before it is acknowledged: a quarantined
+    // message must be stored before the broker forgets it.
+    if (s.ok() && !batch.rejections.empty()) s = journal_->RecordRejections(slot->name, batch.rejections);
+    try {
+      slot->source->Ack(batch, s);
+    } catch (const std::exception& e) {
+      log.Error(std::string("Ack threw: ") + e.what());
+    }
     if (!s.ok()) {
       ++failures;
       counters_.commit_failures.fetch_add(1);
       slot->commit_failures->Increment();
       log.Error(batch.unit + ": not committed, will be offered again: " + s.ToString());
-      SleepUnless(sources_stop_, JitteredBackoff(failures, std::chrono::milliseconds(500), std::chrono::seconds(30)));
+      SleepUnless(slot->stop, JitteredBackoff(failures, std::chrono::milliseconds(500), std::chrono::seconds(30)));
       continue;
     }
     failures = 0;
-    if (!batch.rejections.empty()) {
-      Status r = journal_->RecordRejections(slot->name, batch.rejections);
-      if (!r.ok()) log.Error("cannot record " + std::to_string(batch.rejections.size()) + " rejection(s) in the audit: " + r.ToString());
-    }
     if (batch.events.empty() && !batch.rejections.empty()) continue;
     counters_.batches_committed.fetch_add(1);
     counters_.events_accepted.fetch_add(result.appended);
@@ -430,7 +438,14 @@ void Pipeline::RunSink(SinkSlot* slot) {
     std::vector<const Event*> events;
     events.reserve(live.size());
     for (const PendingDelivery& d : live) events.push_back(&d.event);
-    std::vector<Status> results = events.empty() ? std::vector<Status>() : slot->sink->Deliver(events);
+    std::vector<Status> results;
+    if (!events.empty()) {
+      try {
+        results = slot->sink->Deliver(events);
+      } catch (const std::exception& e) {
+        results.assign(events.size(), Unavailable(std::string("Deliver threw: ") + e.what()));
+      }
+    }
     std::vector<PendingDelivery> again;
     bool head_taken = false;
     for (size_t i = 0; i < live.size(); ++i) {
@@ -503,19 +518,21 @@ void Pipeline::RunSink(SinkSlot* slot) {
 }
 
 void Pipeline::RunMaintenance() {
+  // Its own copy: a reload swaps config_ and [journal] changes need a restart anyway.
+  const JournalConfig settings = config_->journal;
   auto next_prune = std::chrono::steady_clock::now();
   while (!maintenance_stop_.load()) {
     bool pressure = journal_->ShouldPause(nullptr);
     if (pressure || std::chrono::steady_clock::now() >= next_prune) {
       PruneResult r;
-      Status s = journal_->Prune(std::chrono::hours(24) * config_->journal.retention_days, &r);
+      Status s = journal_->Prune(std::chrono::hours(24) * settings.retention_days, &r);
       if (!s.ok()) {
         logger_.Warning("pruning the journal failed: " + s.ToString());
       } else if (r.events_removed > 0) {
         logger_.Info("pruned " + std::to_string(r.events_removed) + " finished event(s) from the journal" +
                      (r.early ? " (" + std::to_string(r.early) + " before retention ran out, to get under max_bytes)" : ""));
       }
-      next_prune = std::chrono::steady_clock::now() + std::chrono::seconds(config_->journal.prune_interval_s);
+      next_prune = std::chrono::steady_clock::now() + std::chrono::seconds(settings.prune_interval_s);
     }
     SleepUnless(maintenance_stop_, pressure ? std::chrono::seconds(1) : std::chrono::seconds(5));
   }
@@ -524,6 +541,7 @@ void Pipeline::RunMaintenance() {
 void Pipeline::Stop(std::chrono::milliseconds drain) {
   sources_stop_.store(true);
   for (auto& s : sources_) {
+    s->stop.store(true);
     if (s->source) s->source->Stop();
   }
   for (auto& s : sources_) {

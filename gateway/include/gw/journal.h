@@ -178,6 +178,9 @@ class Journal {
   Status ListQuarantine(std::vector<QuarantinedMessage>* out, bool with_raw);
   // The audit chain in id order, entries accepted in [from_ms, to_ms) (to 0: no end).
   Status ReadAudit(int64_t from_ms, int64_t to_ms, std::vector<AuditEntry>* out);
+  // Where the chain starts: the last pruned entry's id and hash (0 and 64 zeros when nothing
+  // was pruned). Entries are pruned from the front together with the events they are about.
+  Status AuditAnchor(int64_t* pruned_through, std::string* hash);
   // The hash an entry must carry, given its fields and `prev`.
   static std::string AuditHash(const AuditEntry& e);
 
@@ -235,6 +238,8 @@ class Journal {
   void WriterLoop();
   void UpdateUsage(Db& db);
   StatusOr<int64_t> SinkId(Db& db, const std::string& sink);
+  // Sets the chain's tip from the audit table (or its anchor) on disk.
+  Status ReloadAuditTip(Db& db);
   // Appends an audit entry chained to the last (writer thread only).
   Status Audit(Db& db, int64_t at, const std::string& what, const std::string& event_id, const std::string& subject,
                const std::string& detail);

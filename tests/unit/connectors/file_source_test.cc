@@ -1,6 +1,11 @@
 #include "connectors/file/file_source.h"
 
 #include <gtest/gtest.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <stdio.h>
 
 #include "gw/log.h"
@@ -267,6 +272,47 @@ TEST(FileSourceDeleteTest, DeleteAfterCommitRemovesTheFileOnlyAfterAck) {
   auto bad = FileSource::Create(ConnectorContext{"x", both, info, log});
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().message(), "test.ini:3: [source.x] archive: cannot go with delete_after_commit = true");
+}
+
+// Regression: a claimed file that could not be moved to rejected/ was claimed and decoded
+// again at once, for ever, blocking every other file.
+TEST(FileSourceStuckTest, FileThatCannotBeMovedIsSetAsideAndTheOthersFlow) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to mount a tmpfs (a second file system)";
+  gw::testing::TempDir dir;
+  std::string rejected = dir / "rejected";
+  ASSERT_EQ(::mkdir(rejected.c_str(), 0755), 0);
+  ASSERT_EQ(::mount("tmpfs", rejected.c_str(), "tmpfs", 0, "size=1m"), 0);
+  struct Unmount {
+    std::string d;
+    ~Unmount() { ::umount2(d.c_str(), MNT_DETACH); }
+  } unmount{rejected};
+  ConfigSection sec("test.ini", "source.inbox", 1);
+  sec.Add("directory", dir / "inbox", 2);
+  sec.Add("archive", dir / "archive", 3);
+  sec.Add("rejected", rejected, 4);
+  sec.Add("settle_ms", "0", 5);
+  GatewayInfo info;
+  info.flow_dir = gw::testing::SourceDir() + "/config/flows";
+  StderrLogger log("test");
+  auto src = FileSource::Create(ConnectorContext{"inbox", sec, info, log});
+  ASSERT_TRUE(src.ok());
+  ASSERT_TRUE((*src)->Start("").ok());
+  std::string bad = kValid;
+  bad.replace(bad.find("1200023305967"), 13, "1200");
+  WriteFile(dir / "inbox/a_bad.uff", bad);
+  WriteFile(dir / "inbox/b_good.uff", kValid);
+  std::vector<std::string> units;
+  for (int i = 0; i < 10 && units.size() < 2; ++i) {
+    SourceBatch b;
+    auto r = (*src)->Poll(&b, std::chrono::milliseconds(300));
+    ASSERT_TRUE(r.ok());
+    if (!*r) continue;
+    units.push_back(b.events.empty() ? "rejections" : b.unit);
+    (*src)->Ack(b, Status::Ok());
+  }
+  EXPECT_NE(std::find(units.begin(), units.end(), "b_good.uff"), units.end()) << "the good file must not wait behind the stuck one";
+  EXPECT_EQ(FilesIn(dir / "archive"), std::vector<std::string>{"b_good.uff"});
+  EXPECT_EQ(FilesIn(dir / "inbox/.claimed"), std::vector<std::string>{"a_bad.uff"});
 }
 
 TEST(FileSourceConfigTest, MissingDirectoryKeyIsNamed) {

@@ -256,6 +256,28 @@ TEST_F(JournalTest, PruneRemovesOnlyFinishedEvents) {
   EXPECT_TRUE(j->IntegrityCheck().ok());
 }
 
+TEST_F(JournalTest, PrunedAuditEntriesLeaveAnAnchorTheChainContinuesFrom) {
+  auto j = Open();
+  ASSERT_TRUE(j->Append("s", {MakeEvent("old1"), MakeEvent("old2")}, To({"k"}), "", nullptr).ok());
+  auto p = Pending(*j, "k");
+  Deliver(*j, "k", {p[0].seq, p[1].seq});
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  PruneResult r;
+  ASSERT_TRUE(j->Prune(std::chrono::seconds(0), &r).ok());
+  EXPECT_EQ(r.events_removed, 2);
+  ASSERT_TRUE(j->Append("s", {MakeEvent("new")}, To({"k"}), "", nullptr).ok());
+  int64_t through = 0;
+  std::string hash;
+  ASSERT_TRUE(j->AuditAnchor(&through, &hash).ok());
+  EXPECT_EQ(through, 4) << "2 accepted + 2 delivered entries went with their events";
+  std::vector<AuditEntry> rest;
+  ASSERT_TRUE(j->ReadAudit(0, 0, &rest).ok());
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].id, 5);
+  EXPECT_EQ(rest[0].prev, hash);
+  EXPECT_EQ(Journal::AuditHash(rest[0]), rest[0].hash);
+}
+
 TEST_F(JournalTest, QuotaPausesAboveHighWaterAndResumesBelowLow) {
   auto j = Open(/*max_bytes=*/400 * 1024);
   std::string reason;
