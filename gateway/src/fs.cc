@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <fnmatch.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -86,12 +87,23 @@ Status ListDir(const std::string& dir, std::vector<std::string>* names) {
 
 StatusOr<std::string> MoveInto(const std::string& from, const std::string& to_dir, const std::string& name) {
   std::string target = to_dir + "/" + name;
+  bool linked = false;
   for (int n = 1;; ++n) {
-    // link() + unlink() refuses to overwrite, unlike rename().
-    if (::link(from.c_str(), target.c_str()) == 0) break;
-    if (errno != EEXIST) {
-      if (errno == EXDEV || errno == EPERM) {
-        return FailedPrecondition(from + " -> " + to_dir + ": must be on the same file system (" + std::strerror(errno) + ")");
+    // renameat2(RENAME_NOREPLACE) moves atomically and never overwrites: a crash leaves the
+    // file in one place or the other, never both. File systems without it get link + unlink.
+    if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) == 0) break;
+    int err = errno;
+    if (err == EINVAL || err == ENOSYS) {
+      if (::link(from.c_str(), target.c_str()) == 0) {
+        linked = true;
+        break;
+      }
+      err = errno;
+    }
+    if (err != EEXIST) {
+      errno = err;
+      if (err == EXDEV || err == EPERM) {
+        return FailedPrecondition(from + " -> " + to_dir + ": must be on the same file system (" + std::strerror(err) + ")");
       }
       return Errno("cannot move into " + to_dir, from);
     }
@@ -99,7 +111,7 @@ StatusOr<std::string> MoveInto(const std::string& from, const std::string& to_di
     target = to_dir + "/" + name + "." + std::to_string(n);
   }
   GW_RETURN_IF_ERROR(FsyncDir(to_dir));
-  if (::unlink(from.c_str()) != 0) return Errno("cannot remove after move", from);
+  if (linked && ::unlink(from.c_str()) != 0) return Errno("cannot remove after move", from);
   GW_RETURN_IF_ERROR(FsyncDir(DirName(from)));
   return target;
 }
