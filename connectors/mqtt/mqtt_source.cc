@@ -28,9 +28,15 @@ Status ReadTlsOptions(const ConfigSection& c, WireOptions* w) {
     std::string path = c.GetString(key, "");
     if (!path.empty() && ::access(path.c_str(), R_OK) != 0) return c.Error(key, "cannot read " + path);
   }
+  if (!w->key_file.empty()) {
+    Status s = CheckSecretFile(w->key_file);
+    if (!s.ok()) return c.Error("key_file", s.message());
+  }
   w->username = c.GetString("username", "");
   std::string pw_file = c.GetString("password_file", "");
   if (!pw_file.empty()) {
+    Status secret = CheckSecretFile(pw_file);
+    if (!secret.ok()) return c.Error("password_file", secret.message());
     auto pw = ReadFile(pw_file);
     if (!pw.ok()) return c.Error("password_file", pw.status().message());
     std::string p = *pw;

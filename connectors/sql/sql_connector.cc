@@ -58,6 +58,8 @@ StatusOr<SqlConnection> ReadConnection(const ConfigSection& c) {
   }
   std::string pw_file = c.GetString("password_file", "");
   if (!pw_file.empty()) {
+    Status secret = CheckSecretFile(pw_file);
+    if (!secret.ok()) return c.Error("password_file", secret.message());
     auto pw = ReadFile(pw_file);
     if (!pw.ok()) return c.Error("password_file", pw.status().message());
     std::string p = *pw;

@@ -111,6 +111,8 @@ int main(int argc, char** argv) {
   gw::AdminOptions admin_opts;
   admin_opts.listen = config->admin_listen == "off" ? "" : config->admin_listen;
   if (!config->admin_token_file.empty()) {
+    gw::Status secret = gw::CheckSecretFile(config->admin_token_file);
+    if (!secret.ok()) return Fail(log, EX_CONFIG, "[gateway] admin_token_file: " + secret.message());
     auto token = gw::ReadFile(config->admin_token_file);
     if (!token.ok()) return Fail(log, EX_CONFIG, "[gateway] admin_token_file: " + token.status().message());
     admin_opts.token = *token;

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace gw {
@@ -149,6 +150,18 @@ StatusOr<std::string> ReadFile(const std::string& path) {
   auto m = MappedFile::Open(path);
   if (!m.ok()) return m.status();
   return std::string(m->view());
+}
+
+Status CheckSecretFile(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return Errno("cannot read", path);
+  if (st.st_mode & 077) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return PermissionDenied(path + " is readable by group or others (mode " + mode +
+                            "): a secret must be readable by the service user alone (chmod 600)");
+  }
+  return Status::Ok();
 }
 
 bool GlobMatch(const std::string& pattern, const std::string& name) {

@@ -4,6 +4,7 @@
 #include <Poco/Net/HTTPRequest.h>
 #include <Poco/Net/HTTPResponse.h>
 #include <Poco/StreamCopier.h>
+#include <sys/stat.h>
 
 #include "tests/integration/gateway_fixture.h"
 
@@ -69,6 +70,18 @@ TEST_F(AdminTest, HealthReadinessMetricsAndStatus) {
 TEST_F(AdminTest, BearerTokenGuardsEverythingButHealthz) {
   WriteConfig();
   WriteFile(dir_ / "token", "s3cret-token\n");
+  // Readable by others: refused with one line naming the file and its mode.
+  ::chmod((dir_ / "token").c_str(), 0644);
+  {
+    WriteConfig();
+    std::string c = ReadFileOrEmpty(config_path_);
+    c.replace(c.find("participant_mpid"), 16, "admin_token_file = " + dir_ / "token" + "\nparticipant_mpid");
+    WriteFile(config_path_, c);
+    std::string out;
+    EXPECT_EQ(RunCommand({DaemonPath(), "--config", config_path_}, &out), 78);
+    EXPECT_NE(out.find("admin_token_file: " + dir_ / "token" + " is readable by group or others (mode 0644)"), std::string::npos) << out;
+  }
+  ::chmod((dir_ / "token").c_str(), 0600);
   std::string cfg = ReadFileOrEmpty(config_path_);
   cfg.replace(cfg.find("participant_mpid"), 16, "admin_token_file = " + dir_ / "token" + "\nparticipant_mpid");
   WriteFile(config_path_, cfg);

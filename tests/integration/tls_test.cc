@@ -2,6 +2,7 @@
 // by openssl at test time, two gateways (a data service sending D0036 as IF-021, a supplier
 // receiving D0036) talking only through it.
 #include <signal.h>
+#include <sys/stat.h>
 
 #include "tests/integration/gateway_fixture.h"
 
@@ -103,6 +104,15 @@ TEST_F(TlsTest, D0036TravelsAsIf021OverMutualTlsBetweenTwoGateways) {
   EXPECT_EQ(outbox(), DtnRecords(original));
   EXPECT_EQ(sender_.Stop(SIGTERM), 0);
   EXPECT_EQ(receiver_.Stop(SIGTERM), 0);
+}
+
+TEST_F(TlsTest, KeyReadableByOthersIsRefusedAtStart) {
+  std::string key = pki_.dir / "client.key";
+  ::chmod(key.c_str(), 0644);
+  std::string out;
+  EXPECT_EQ(RunCommand({DaemonPath(), "--config", SenderConfig(Tls("ca.crt", "client")), "--check-config"}, &out), 78);
+  EXPECT_NE(out.find("[sink.backbone] key_file: " + key + " is readable by group or others (mode 0644)"), std::string::npos) << out;
+  ::chmod(key.c_str(), 0600);
 }
 
 TEST_F(TlsTest, WrongCaIsAClearErrorNotAHang) {

@@ -31,6 +31,10 @@ StatusOr<std::string> ReadFile(const std::string& path);
 // The directory part of `path` ("." when none).
 std::string DirName(const std::string& path);
 std::string BaseName(const std::string& path);
+// Fails (kPermissionDenied) when a secret file (private key, password, token) can be read
+// by group or others, naming the path and its mode; kNotFound when it does not exist.
+Status CheckSecretFile(const std::string& path);
+
 // Shell-style glob match ('*', '?') of `name` against `pattern`.
 bool GlobMatch(const std::string& pattern, const std::string& name);
 
