@@ -35,13 +35,9 @@ Status ReadTlsOptions(const ConfigSection& c, WireOptions* w) {
   w->username = c.GetString("username", "");
   std::string pw_file = c.GetString("password_file", "");
   if (!pw_file.empty()) {
-    Status secret = CheckSecretFile(pw_file);
-    if (!secret.ok()) return c.Error("password_file", secret.message());
-    auto pw = ReadFile(pw_file);
+    auto pw = ReadSecretFile(pw_file);
     if (!pw.ok()) return c.Error("password_file", pw.status().message());
-    std::string p = *pw;
-    while (!p.empty() && (p.back() == '\n' || p.back() == '\r')) p.pop_back();
-    w->password = p;
+    w->password = *pw;
   }
   return Status::Ok();
 }

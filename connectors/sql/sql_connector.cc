@@ -58,13 +58,9 @@ StatusOr<SqlConnection> ReadConnection(const ConfigSection& c) {
   }
   std::string pw_file = c.GetString("password_file", "");
   if (!pw_file.empty()) {
-    Status secret = CheckSecretFile(pw_file);
-    if (!secret.ok()) return c.Error("password_file", secret.message());
-    auto pw = ReadFile(pw_file);
+    auto pw = ReadSecretFile(pw_file);
     if (!pw.ok()) return c.Error("password_file", pw.status().message());
-    std::string p = *pw;
-    while (!p.empty() && (p.back() == '\n' || p.back() == '\r')) p.pop_back();
-    db.connection += " password=" + p;
+    db.connection += " password=" + *pw;
   }
   return db;
 }

@@ -111,12 +111,9 @@ int main(int argc, char** argv) {
   gw::AdminOptions admin_opts;
   admin_opts.listen = config->admin_listen == "off" ? "" : config->admin_listen;
   if (!config->admin_token_file.empty()) {
-    gw::Status secret = gw::CheckSecretFile(config->admin_token_file);
-    if (!secret.ok()) return Fail(log, EX_CONFIG, "[gateway] admin_token_file: " + secret.message());
-    auto token = gw::ReadFile(config->admin_token_file);
+    auto token = gw::ReadSecretFile(config->admin_token_file);
     if (!token.ok()) return Fail(log, EX_CONFIG, "[gateway] admin_token_file: " + token.status().message());
     admin_opts.token = *token;
-    while (!admin_opts.token.empty() && (admin_opts.token.back() == '\n' || admin_opts.token.back() == '\r')) admin_opts.token.pop_back();
   }
   admin_opts.max_backlog_age_s = config->max_backlog_age_s;
   admin_opts.cert_warn_days = config->cert_warn_days;

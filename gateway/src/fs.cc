@@ -164,6 +164,15 @@ Status CheckSecretFile(const std::string& path) {
   return Status::Ok();
 }
 
+StatusOr<std::string> ReadSecretFile(const std::string& path) {
+  GW_RETURN_IF_ERROR(CheckSecretFile(path));
+  auto text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  std::string v = *text;
+  while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();
+  return v;
+}
+
 bool GlobMatch(const std::string& pattern, const std::string& name) {
   return ::fnmatch(pattern.c_str(), name.c_str(), FNM_PERIOD) == 0;
 }

@@ -35,6 +35,10 @@ std::string BaseName(const std::string& path);
 // by group or others, naming the path and its mode; kNotFound when it does not exist.
 Status CheckSecretFile(const std::string& path);
 
+// Reads a secret (password, token) from a file after CheckSecretFile(); trailing line breaks
+// are dropped.
+StatusOr<std::string> ReadSecretFile(const std::string& path);
+
 // Shell-style glob match ('*', '?') of `name` against `pattern`.
 bool GlobMatch(const std::string& pattern, const std::string& name);
 
