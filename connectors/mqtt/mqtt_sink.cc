@@ -4,22 +4,14 @@
 
 #include <mqtt/async_client.h>
 
+#include "gw/backoff.h"
 #include "gw/config.h"
 
 #include <deque>
-#include <random>
 #include <sstream>
 
 namespace gw::connectors::mqtt {
 namespace {
-
-// Full jitter: a uniformly random wait in [0, min(cap, base * 2^n)].
-std::chrono::milliseconds Backoff(int failures, std::chrono::milliseconds cap) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  int64_t ceiling = std::min<int64_t>(cap.count(), 250LL << std::min(failures, 16));
-  std::uniform_int_distribution<int64_t> d(0, ceiling);
-  return std::chrono::milliseconds(d(rng));
-}
 
 }  // namespace
 
@@ -189,7 +181,7 @@ Status MqttSink::EnsureConnected() {
     }
   } catch (const ::mqtt::exception& e) {
     ++connect_failures_;
-    next_connect_ = now + Backoff(connect_failures_, options_.reconnect_max);
+    next_connect_ = now + JitteredBackoff(connect_failures_ + 1, std::chrono::milliseconds(250), options_.reconnect_max);
     std::string tls;
     {
       std::lock_guard<std::mutex> lock(tls_error_mu_);

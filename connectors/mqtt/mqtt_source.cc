@@ -3,11 +3,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <random>
 #include <thread>
 #include <sstream>
 
 #include "gw/envelope.h"
+#include "gw/backoff.h"
 #include "gw/config.h"
 #include "gw/fs.h"
 
@@ -127,9 +127,7 @@ Status MqttSource::EnsureConnected() {
   if (!s.ok()) {
     ++failures_;
     ++uri_index_;
-    static thread_local std::mt19937_64 rng{std::random_device{}()};
-    int64_t cap = std::min<int64_t>(options_.reconnect_max.count(), 250LL << std::min(failures_, 16));
-    next_connect_ = now + std::chrono::milliseconds(std::uniform_int_distribution<int64_t>(0, cap)(rng));
+    next_connect_ = now + JitteredBackoff(failures_, std::chrono::milliseconds(250), options_.reconnect_max);
     if (client_) client_->Close();
     return s;
   }

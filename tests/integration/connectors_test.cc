@@ -44,14 +44,7 @@ class ConnectorsTest : public GatewayTest {
               "[route.in]\nfrom = backbone\nto = outbox\n");
   }
 
-  std::vector<std::string> OutboxRecords() {
-    std::vector<std::string> all;
-    for (const std::string& f : FilesIn(dir_ / "outbox")) {
-      auto r = DtnRecords(ReadFileOrEmpty(dir_ / "outbox/" + f));
-      all.insert(all.end(), r.begin(), r.end());
-    }
-    return all;
-  }
+  std::vector<std::string> OutboxRecords() { return DtnRecordsInDir(dir_ / "outbox"); }
 
   std::string journal_ = dir_ / "receiver.db";
 };
@@ -254,14 +247,7 @@ TEST_F(ConnectorsTest, TwoGatewaysOnASharedSubscriptionSplitTheStream) {
            ReadFileOrEmpty(dir_ / "gw2.log").find("subscribed to") != std::string::npos;
   }, std::chrono::seconds(20)));
   PublishAll(broker_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", envelopes);
-  auto records = [&](const std::string& n) {
-    std::vector<std::string> all;
-    for (const std::string& f : FilesIn(dir_ / ("outbox" + n))) {
-      auto r = DtnRecords(ReadFileOrEmpty(dir_ / ("outbox" + n + "/" + f)));
-      all.insert(all.end(), r.begin(), r.end());
-    }
-    return all;
-  };
+  auto records = [&](const std::string& n) { return DtnRecordsInDir(dir_ / ("outbox" + n)); };
   // 40 events x (1 day record + 48 periods) + 101s: count 102 records (one per event).
   auto days = [&](const std::vector<std::string>& r) {
     std::multiset<std::string> out;

@@ -56,14 +56,7 @@ TEST_F(RabbitMqTest, SinkAndSourceHappyPaths) {
     p = nl + 1;
   }
   PublishAll(rabbit_.uri(), "mhhs/SIT/IF-021/SDS/UDMS", envelopes);
-  auto outbox = [&] {
-    std::vector<std::string> all;
-    for (const std::string& f : FilesIn(dir_ / "outbox")) {
-      auto r = DtnRecords(ReadFileOrEmpty(dir_ / "outbox/" + f));
-      all.insert(all.end(), r.begin(), r.end());
-    }
-    return all;
-  };
+  auto outbox = [&] { return DtnRecordsInDir(dir_ / "outbox"); };
   std::string original = ReadFileOrEmpty(file);
   ASSERT_TRUE(WaitFor([&] { return outbox().size() == DtnRecords(original).size(); }, std::chrono::seconds(30))) << outbox().size();
   EXPECT_EQ(outbox(), DtnRecords(original));

@@ -92,14 +92,7 @@ TEST_F(TlsTest, D0036TravelsAsIf021OverMutualTlsBetweenTwoGateways) {
   ::mkdir((dir_ / "inbox").c_str(), 0755);
   WriteFile(dir_ / "inbox/d36.tmp", original);
   ASSERT_EQ(::rename((dir_ / "inbox/d36.tmp").c_str(), (dir_ / "inbox/d36.uff").c_str()), 0);
-  auto outbox = [&] {
-    std::vector<std::string> all;
-    for (const std::string& f : FilesIn(dir_ / "outbox")) {
-      auto r = DtnRecords(ReadFileOrEmpty(dir_ / "outbox/" + f));
-      all.insert(all.end(), r.begin(), r.end());
-    }
-    return all;
-  };
+  auto outbox = [&] { return DtnRecordsInDir(dir_ / "outbox"); };
   ASSERT_TRUE(WaitFor([&] { return outbox().size() == DtnRecords(original).size(); }, std::chrono::seconds(30))) << outbox().size();
   EXPECT_EQ(outbox(), DtnRecords(original));
   EXPECT_EQ(sender_.Stop(SIGTERM), 0);

@@ -90,6 +90,15 @@ std::vector<std::string> DtnRecords(const std::string& text) {
   return out;
 }
 
+std::vector<std::string> DtnRecordsInDir(const std::string& dir) {
+  std::vector<std::string> all;
+  for (const std::string& f : FilesIn(dir)) {
+    auto r = DtnRecords(ReadFileOrEmpty(dir + "/" + f));
+    all.insert(all.end(), r.begin(), r.end());
+  }
+  return all;
+}
+
 bool WaitForPort(int port, std::chrono::milliseconds timeout, const std::function<bool()>& alive) {
   return WaitFor(
              [&] {

@@ -39,6 +39,9 @@ std::vector<std::string> FilesIn(const std::string& dir);
 // The records of a DTN file between its ZHV and ZPT, CRLF folded to LF.
 std::vector<std::string> DtnRecords(const std::string& text);
 
+// The records of every DTN file in `dir`, in file-name order.
+std::vector<std::string> DtnRecordsInDir(const std::string& dir);
+
 // True once 127.0.0.1:port accepts a TCP connection within `timeout`, or false; stops early
 // when `alive` turns false.
 bool WaitForPort(int port, std::chrono::milliseconds timeout, const std::function<bool()>& alive);

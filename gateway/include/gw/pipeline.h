@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "gw/backoff.h"
 #include "gw/config.h"
 #include "gw/journal.h"
 #include "gw/log.h"
@@ -53,8 +54,6 @@ struct SinkPolicy {
 // Reads the core's own keys of a sink section (retry_base_ms, retry_max_ms, max_attempts, batch).
 StatusOr<SinkPolicy> ReadSinkPolicy(const ConfigSection& section);
 
-// Full-jitter back-off: uniform in [0, min(max, base * 2^(attempt-1))].
-std::chrono::milliseconds JitteredBackoff(int attempt, std::chrono::milliseconds base, std::chrono::milliseconds max);
 
 struct PipelineCounters {
   std::atomic<int64_t> batches_committed{0};
