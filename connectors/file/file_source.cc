@@ -194,7 +194,7 @@ std::string FileSource::ClaimNext() {
 
 void FileSource::Reject(const std::string& name, const std::string& errors) {
   if (files_rejected_) files_rejected_->Increment();
-  rejections_.push_back(Rejection{name, errors.substr(0, errors.find('\n')), "", false});
+  rejections_.push_back(Rejection{name, errors.substr(0, errors.find('\n')), "", false, "invalid_file"});
   auto moved = MoveInto(claimed_dir() + "/" + name, options_.rejected, name);
   if (!moved.ok()) {
     // Left in .claimed/ and set aside until a restart, so that it does not block the others.

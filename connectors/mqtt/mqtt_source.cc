@@ -175,9 +175,10 @@ StatusOr<bool> MqttSource::Poll(SourceBatch* batch, std::chrono::milliseconds wa
     }
     if (!*r) break;
     if (unacked_.empty()) batch_deadline = std::chrono::steady_clock::now() + options_.batch_wait;
-    std::string reason;
+    std::string reason, code;
     if (m.payload.size() > options_.max_message_bytes) {
       reason = "message of " + std::to_string(m.payload.size()) + " bytes exceeds max_message_bytes";
+      code = "oversized";
     } else {
       auto e = ParseEnvelope(m.payload);
       if (e.ok()) {
@@ -185,11 +186,12 @@ StatusOr<bool> MqttSource::Poll(SourceBatch* batch, std::chrono::milliseconds wa
         batch->events.push_back(std::move(e.value()));
       } else {
         reason = e.status().message();
+        code = EnvelopeErrorCode(e.status());
       }
     }
     if (!reason.empty()) {
       if (dropped_) dropped_->Increment();
-      batch->rejections.push_back(Rejection{m.topic, reason, m.payload.substr(0, options_.max_message_bytes), true});
+      batch->rejections.push_back(Rejection{m.topic, reason, m.payload.substr(0, options_.max_message_bytes), true, code});
       uint64_t suppressed = 0;
       if (bad_limiter_.Allow(&suppressed)) {
         logger_.Warning("quarantined a message on " + m.topic + ": " + reason +

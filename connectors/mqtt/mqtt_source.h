@@ -50,6 +50,8 @@ class MqttSource : public Source {
   StatusOr<bool> Poll(SourceBatch* batch, std::chrono::milliseconds wait) override;
   void Ack(const SourceBatch& batch, const Status& committed) override;
   void Stop() override;
+  // Events on the backbone come from other participants: the core verifies them.
+  EventOrigin Origin() const override { return EventOrigin::kMarket; }
 
  private:
   Status EnsureConnected();

@@ -86,6 +86,13 @@ gw::StatusOr<std::unique_ptr<gw::Journal>> OpenJournal(const Ctx& ctx, bool writ
   gw::JournalOptions o;
   o.path = cfg->journal.path;
   o.read_only = !write;
+  // Payloads are shown only to a user who can read the journal key; others see the rest.
+  auto cipher = gw::PayloadCipher::Load(cfg->security);
+  if (cipher.ok()) {
+    o.cipher = *cipher;
+  } else {
+    std::cerr << "mhhs-gatewayctl: note: encrypted payloads cannot be shown: " << cipher.status().message() << "\n";
+  }
   return gw::Journal::Open(o);
 }
 

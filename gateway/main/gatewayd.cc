@@ -77,9 +77,15 @@ int main(int argc, char** argv) {
   gw::Status reg = gw::connectors::RegisterBuiltinConnectors(registry);
   if (!reg.ok()) return Fail(log, EX_SOFTWARE, reg.ToString());
 
+  // Keys, certificates, trust store, policy and the journal key: a key readable by others,
+  // or one that does not fit its certificate, stops the start here.
+  auto security = gw::LoadSecurity(config->security, config->gateway);
+  if (!security.ok()) return Fail(log, EX_CONFIG, security.status().message());
+
   if (vm.count("check-config")) {
     gw::Pipeline check(*config, nullptr, registry);
     gw::Status s = check.Build();
+    if (s.ok()) s = gw::CheckSecurityCoverage(check, **security);
     if (!s.ok()) return Fail(log, EX_CONFIG, s.message());
     std::cout << path << ": configuration OK (" << config->sources.size() << " source(s), " << config->sinks.size()
               << " sink(s), " << config->routes.size() << " route(s))\n";
@@ -100,13 +106,20 @@ int main(int argc, char** argv) {
   jopts.max_bytes = config->journal.max_bytes;
   jopts.high_water_pct = config->journal.high_water_pct;
   jopts.low_water_pct = config->journal.low_water_pct;
+  jopts.cipher = (*security)->cipher;
   auto journal = gw::Journal::Open(jopts);
   if (!journal.ok()) return Fail(log, EX_IOERR, journal.status().message());
 
   gw::MetricsRegistry metrics;
   gw::Pipeline pipeline(*config, journal->get(), registry, &metrics);
   gw::Status s = pipeline.Build();
+  if (s.ok()) s = gw::CheckSecurityCoverage(pipeline, **security);
   if (!s.ok()) return Fail(log, EX_CONFIG, s.message());
+  pipeline.SetSecurity(security->get());
+  for (const std::string& line : gw::DescribeSecurity(**security, pipeline)) {
+    if (line.rfind("warning: ", 0) == 0) log.Warning(line.substr(9));
+    else log.Notice(line);
+  }
 
   gw::AdminOptions admin_opts;
   admin_opts.listen = config->admin_listen == "off" ? "" : config->admin_listen;

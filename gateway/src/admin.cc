@@ -102,6 +102,7 @@ std::vector<std::string> ConfiguredCertificates(const GatewayConfig& config) {
       }
     }
   }
+  if (!config.security.certificate_file.empty()) files.insert(config.security.certificate_file);
   return {files.begin(), files.end()};
 }
 

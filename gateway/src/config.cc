@@ -7,6 +7,8 @@
 #include <set>
 #include <sstream>
 
+#include "gw/fs.h"
+
 namespace gw {
 namespace {
 
@@ -199,6 +201,41 @@ StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& 
         d.distributor_dip_ids[dist] = e.value;
       }
       GW_RETURN_IF_ERROR(sec.CheckAllUsed());
+    } else if (name == "security") {
+      SecurityConfig& c = cfg.security;
+      c.configured = true;
+      // Paths are taken relative to the config file's folder.
+      const std::string base = DirName(file);
+      auto path = [&](const char* key) {
+        std::string v = sec.GetString(key, "");
+        return v.empty() || v[0] == '/' ? v : base + "/" + v;
+      };
+      c.key_file = path("key");
+      c.certificate_file = path("certificate");
+      if (c.key_file.empty() != c.certificate_file.empty()) {
+        return sec.Error(c.key_file.empty() ? "certificate" : "key", "key and certificate go together (signing needs both)");
+      }
+      auto embed = sec.GetBool("embed_certificate", true);
+      if (!embed.ok()) return embed.status();
+      c.embed_certificate = *embed;
+      c.trust_ca_file = path("trust_ca_file");
+      c.trust_dir = path("trust_dir");
+      auto require = sec.GetBool("require_signatures", true);
+      if (!require.ok()) return require.status();
+      c.require_signatures = *require;
+      c.policy_file = path("policy");
+      c.journal_key_file = path("journal_key_file");
+      c.journal_key_credential = sec.GetString("journal_key_credential", "");
+      if (!c.journal_key_file.empty() && !c.journal_key_credential.empty()) {
+        return sec.Error("journal_key_credential", "give journal_key_file or journal_key_credential, not both");
+      }
+      if (c.journal_key_credential.find('/') != std::string::npos) {
+        return sec.Error("journal_key_credential", "is a credential name, not a path (got \"" + c.journal_key_credential + "\")");
+      }
+      for (const std::string& old : SplitList(sec.GetString("journal_old_key_files", ""))) {
+        c.journal_old_key_files.push_back(old[0] == '/' ? old : base + "/" + old);
+      }
+      GW_RETURN_IF_ERROR(sec.CheckAllUsed());
     } else if (name == "journal") {
       have_journal = true;
       auto path = sec.GetRequired("path");
@@ -246,7 +283,7 @@ StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& 
       GW_RETURN_IF_ERROR(sec.CheckAllUsed());
       cfg.routes.push_back(std::move(r));
     } else {
-      return InvalidArgument(sec.Where("") + ": unknown section (expected gateway, dip, journal, source.NAME, sink.NAME or route.NAME)");
+      return InvalidArgument(sec.Where("") + ": unknown section (expected gateway, dip, journal, security, source.NAME, sink.NAME or route.NAME)");
     }
   }
   if (!have_gateway) return InvalidArgument(file + ": missing [gateway] section");

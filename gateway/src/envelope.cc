@@ -137,12 +137,18 @@ class Scanner {
       if (c == '"') return Status::Ok();
       if (c < 0x20) return Err("control character in a string");
       if (c != '\\') {
-        // UTF-8 is checked for shape: a lead byte and the right number of continuation bytes.
+        // Well-formed UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past U+10FFFF.
         int extra = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : -1;
-        if (extra < 0 || (extra == 1 && c < 0xC2)) return Err("invalid UTF-8");
+        if (extra < 0 || (extra == 1 && c < 0xC2) || c > 0xF4) return Err("invalid UTF-8");
         if (out) out->push_back(static_cast<char>(c));
         for (int i = 0; i < extra; ++i) {
           if (pos_ >= s_.size() || (static_cast<unsigned char>(s_[pos_]) & 0xC0) != 0x80) return Err("invalid UTF-8");
+          if (i == 0) {
+            unsigned char c1 = static_cast<unsigned char>(s_[pos_]);
+            if ((c == 0xE0 && c1 < 0xA0) || (c == 0xF0 && c1 < 0x90)) return Err("invalid UTF-8 (overlong form)");
+            if (c == 0xED && c1 >= 0xA0) return Err("invalid UTF-8 (surrogate)");
+            if (c == 0xF4 && c1 >= 0x90) return Err("invalid UTF-8 (beyond U+10FFFF)");
+          }
           if (out) out->push_back(s_[pos_]);
           ++pos_;
         }
@@ -334,6 +340,17 @@ StatusOr<Event> ParseEnvelope(std::string_view json, const EnvelopeLimits& limit
   if (!have_sender) return InvalidArgument("envelope sender: missing");
   if (e.payload.empty()) return InvalidArgument("envelope payload: missing");
   return e;
+}
+
+std::string EnvelopeErrorCode(const Status& error) {
+  const std::string& m = error.message();
+  auto has = [&](const char* what) { return m.find(what) != std::string::npos; };
+  if (has("nested deeper than")) return "too_deep";
+  if (has("more than the limit")) return "oversized";
+  if (has("unsupported envelope version")) return "unsupported_version";
+  if (has(": missing")) return "missing_field";
+  if (has(": must be")) return "wrong_type";
+  return "malformed";
 }
 
 }  // namespace gw

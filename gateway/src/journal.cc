@@ -10,6 +10,9 @@
 namespace gw {
 namespace {
 
+// Authenticated with a sealed quarantined message, so that it cannot pass for a payload.
+constexpr std::string_view kQuarantineAad = "quarantine";
+
 constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE IF NOT EXISTS events(
   seq            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -427,6 +430,12 @@ Status Journal::Append(const std::string& source, const std::vector<Event>& even
                        const std::vector<DeliveryTarget>& targets, const std::string& checkpoint,
                        AppendResult* result) {
   AppendResult local;
+  // Sealed here, on the caller's thread, so that the writer thread only writes.
+  std::vector<std::string> sealed;
+  if (options_.cipher) {
+    sealed.reserve(events.size());
+    for (const Event& e : events) sealed.push_back(options_.cipher->Seal(e.payload, e.id));
+  }
   Status s = Write(
       [&](Db& db) -> Status {
         local = AppendResult();
@@ -444,13 +453,14 @@ Status Journal::Append(const std::string& source, const std::vector<Event>& even
         if (!ins.ok()) return ins.status();
         auto del = db.Prepare("INSERT INTO deliveries(seq,sink_id,updated_at,expires_at) VALUES(?,?,?,?)");
         if (!del.ok()) return del.status();
-        for (const Event& e : events) {
+        for (size_t i = 0; i < events.size(); ++i) {
+          const Event& e = events[i];
           Stmt& st = **ins;
           st.Reset()
               .Bind(1, e.id).Bind(2, e.type).Bind(3, e.event_code)
               .Bind(4, e.sender.mpid).Bind(5, e.sender.role).Bind(6, e.sender.dip_id)
               .Bind(7, EncodeRecipients(e.recipients)).Bind(8, e.created_at).Bind(9, e.correlation_id)
-              .BindBlob(10, e.payload).Bind(11, e.signature).Bind(12, source).Bind(13, e.origin)
+              .BindBlob(10, sealed.empty() ? std::string_view(e.payload) : std::string_view(sealed[i])).Bind(11, e.signature).Bind(12, source).Bind(13, e.origin)
               .Bind(14, now);
           GW_RETURN_IF_ERROR(st.Run());
           if (db.Changes() == 0) {
@@ -526,7 +536,8 @@ Status Journal::RecordRejections(const std::string& source, const std::vector<Re
           if (r.quarantine) {
             auto st = db.Prepare("INSERT INTO quarantine(at,source,origin,reason,raw) VALUES(?,?,?,?,?)");
             if (!st.ok()) return st.status();
-            GW_RETURN_IF_ERROR((*st)->Bind(1, now).Bind(2, source).Bind(3, r.unit).Bind(4, r.reason).BindBlob(5, r.raw).Run());
+            const std::string raw = options_.cipher ? options_.cipher->Seal(r.raw, kQuarantineAad) : r.raw;
+            GW_RETURN_IF_ERROR((*st)->Bind(1, now).Bind(2, source).Bind(3, r.unit).Bind(4, r.reason).BindBlob(5, raw).Run());
           }
           GW_RETURN_IF_ERROR(Audit(db, now, r.quarantine ? "quarantined" : "rejected", "", source, r.unit + ": " + r.reason));
         }
@@ -610,8 +621,8 @@ constexpr const char* kEventColumns =
     "e.id, e.type, e.event_code, e.sender_mpid, e.sender_role, e.sender_dip_id,"
     " e.recipients, e.created_at, e.correlation_id, e.payload, e.signature, e.origin";
 
-// Reads kEventColumns starting at column `c`.
-void ReadEvent(const Stmt& s, int c, Event* e) {
+// Reads kEventColumns starting at column `c`, opening a sealed payload with `cipher`.
+Status ReadEvent(const Stmt& s, int c, const PayloadCipher* cipher, Event* e) {
   e->id = s.Text(c);
   e->type = s.Text(c + 1);
   e->event_code = s.Text(c + 2);
@@ -624,6 +635,13 @@ void ReadEvent(const Stmt& s, int c, Event* e) {
   e->payload = s.Text(c + 9);
   e->signature = s.Text(c + 10);
   e->origin = s.Text(c + 11);
+  if (PayloadCipher::IsSealed(e->payload)) {
+    if (!cipher) return FailedPrecondition("event " + e->id + ": its payload is encrypted and no journal key is configured ([security] journal_key_file)");
+    auto plain = cipher->Open(e->payload, e->id);
+    if (!plain.ok()) return plain.status().Annotate("event " + e->id);
+    e->payload = std::move(plain.value());
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -647,7 +665,11 @@ Status Journal::FetchPending(const std::string& sink, int limit, std::vector<Pen
     d.attempts = static_cast<int>(s.Int(1));
     d.expires_at_ms = s.Int(2);
     d.accepted_at_ms = s.Int(3);
-    ReadEvent(s, 4, &d.event);
+    Status read = ReadEvent(s, 4, options_.cipher.get(), &d.event);
+    if (!read.ok()) {
+      s.Reset();
+      return read;
+    }
     out->push_back(std::move(d));
   }
   s.Reset();
@@ -894,8 +916,9 @@ Status Journal::Trace(const std::string& event_id, EventTrace* out) {
   out->seq = (*ev)->Int(0);
   out->source = (*ev)->Text(1);
   int64_t accepted = (*ev)->Int(2);
-  ReadEvent(**ev, 3, &out->event);
+  Status read = ReadEvent(**ev, 3, options_.cipher.get(), &out->event);
   (*ev)->Reset();
+  if (!read.ok()) return read;
   out->entries.clear();
   out->entries.push_back(TraceEntry{accepted, "accepted", "", "from source " + out->source + ", " + out->event.origin});
 
@@ -973,7 +996,14 @@ Status Journal::ListQuarantine(std::vector<QuarantinedMessage>* out, bool with_r
     q.source = (*st)->Text(2);
     q.origin = (*st)->Text(3);
     q.reason = (*st)->Text(4);
-    if (with_raw) q.raw = (*st)->Text(5);
+    if (with_raw) {
+      q.raw = (*st)->Text(5);
+      if (PayloadCipher::IsSealed(q.raw)) {
+        auto plain = options_.cipher ? options_.cipher->Open(q.raw, kQuarantineAad)
+                                     : StatusOr<std::string>(FailedPrecondition("no journal key is configured"));
+        q.raw = plain.ok() ? std::move(plain.value()) : "(encrypted: " + plain.status().message() + ")";
+      }
+    }
     out->push_back(std::move(q));
   }
   (*st)->Reset();

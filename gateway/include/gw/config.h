@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gw/journal.h"
+#include "gw/security.h"
 #include "mhhs/config_section.h"
 #include "mhhs/connector.h"
 #include "mhhs/status.h"
@@ -60,6 +61,7 @@ struct GatewayConfig {
   int watchdog_stall_s = 120;
   int shutdown_timeout_s = 20;
   JournalConfig journal;
+  SecurityConfig security;
   std::vector<ConnectorConfig> sources;
   std::vector<ConnectorConfig> sinks;
   std::vector<RouteConfig> routes;

@@ -24,6 +24,10 @@ struct EnvelopeLimits {
 // wrong type, missing id/type/sender, unsupported version, too deep, too large).
 StatusOr<Event> ParseEnvelope(std::string_view json, const EnvelopeLimits& limits = EnvelopeLimits());
 
+// The class of a ParseEnvelope() error, the `reason` label on /metrics: too_deep, oversized,
+// unsupported_version, missing_field, wrong_type or malformed.
+std::string EnvelopeErrorCode(const Status& error);
+
 }  // namespace gw
 
 #endif  // GW_ENVELOPE_H_

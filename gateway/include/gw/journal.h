@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "gw/security.h"
 #include "gw/sqlite.h"
 #include "mhhs/connector.h"
 #include "mhhs/event.h"
@@ -44,6 +45,10 @@ struct JournalOptions {
   int64_t max_bytes = 0;        // quota on live data; 0: none
   int high_water_pct = 90;      // sources pause above this share of max_bytes ...
   int low_water_pct = 80;       // ... and resume below this one
+  // Seals event payloads and quarantined messages with AES-256-GCM; null: stored as they are.
+  // Rows written before a key was configured stay readable; a sealed row without its key is
+  // an error naming the key id.
+  std::shared_ptr<const PayloadCipher> cipher;
 };
 
 // Where an appended event goes: a sink, and how long it may wait there (0: for ever).

@@ -24,6 +24,7 @@
 #include "gw/journal.h"
 #include "gw/log.h"
 #include "gw/metrics.h"
+#include "gw/security.h"
 #include "mhhs/connector.h"
 
 namespace gw {
@@ -95,7 +96,13 @@ class Pipeline {
   // connector that could not be created or started (the others are applied).
   Status Reload(std::unique_ptr<GatewayConfig> next, std::vector<std::string>* notes);
 
+  // What [security] set up; null (the default) signs, verifies and checks nothing. Set before
+  // Start(); it must outlive the pipeline.
+  void SetSecurity(const Security* security) { security_ = security; }
+
   const PipelineCounters& counters() const { return counters_; }
+  // The sources whose events come from the market (EventOrigin::kMarket).
+  std::vector<std::string> MarketSources() const;
   std::vector<SinkHealth> Sinks() const;
   // True while every source and sink loop has made a round within `stall` (or is idle and
   // healthy): what the systemd watchdog pings on. `*why` names the wedged one.
@@ -137,6 +144,11 @@ class Pipeline {
   void StopSource(SourceSlot* slot);
   void StopSink(SinkSlot* slot, std::chrono::milliseconds drain);
   void RunSource(SourceSlot* slot);
+  // Before the journal: signs this participant's events from a local source; checks events
+  // from a market source (signature, entitlements) and turns the failures into rejections.
+  void Screen(SourceSlot* slot, SourceBatch* batch);
+  // Counts `batch`'s rejections by reason.
+  void CountRejections(const SourceSlot& slot, const SourceBatch& batch);
   void RunSink(SinkSlot* slot);
   // Prunes the journal every prune_interval_s, and every second while above the quota.
   void RunMaintenance();
@@ -159,7 +171,14 @@ class Pipeline {
   std::atomic<bool> draining_{false};
   std::chrono::steady_clock::time_point drain_deadline_{};
   PipelineCounters counters_;
+  const Security* security_ = nullptr;
 };
+
+// Fails when a market source would take in unverified events although [security] asks for
+// signatures: the section exists, require_signatures is on, and no trust store is configured.
+Status CheckSecurityCoverage(const Pipeline& pipeline, const Security& security);
+// What is protected and how, one line each, for the start-up log (and warnings for what is not).
+std::vector<std::string> DescribeSecurity(const Security& security, const Pipeline& pipeline);
 
 }  // namespace gw
 

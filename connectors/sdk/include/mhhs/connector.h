@@ -80,7 +80,16 @@ struct Rejection {
   std::string reason;
   std::string raw;          // the message itself, when quarantined
   bool quarantine = false;
+  // A short class of the reason, the `reason` label of mhhs_gateway_inbound_rejected_total:
+  // "malformed", "oversized", "too_deep", ... ("" counts as "rejected").
+  std::string code;
 };
+
+// Where a source's events come from. The core signs events from this participant's own
+// systems (kLocal) with the participant's key, and verifies events from the market (kMarket)
+// against the trust store and the entitlement policy before they reach the journal; an event
+// that fails is quarantined or dropped, with an audit record, and never delivered.
+enum class EventOrigin { kLocal, kMarket };
 
 // One unit of input that is committed atomically.
 struct SourceBatch {
@@ -111,6 +120,10 @@ class Source {
 
   // Stops the source; a blocking Poll() returns soon after. Called once.
   virtual void Stop() = 0;
+
+  // Where its events come from (see EventOrigin). A source that reads the market backbone or
+  // the DIP returns kMarket.
+  virtual EventOrigin Origin() const { return EventOrigin::kLocal; }
 };
 
 // How a sink wants its batches: at most `max_batch` events (0: the core's `batch` key), and
