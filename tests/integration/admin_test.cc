@@ -1,9 +1,5 @@
 // The admin endpoint of the real daemon: health, readiness with its reasons, Prometheus
 // metrics that promtool accepts, the status JSON, and the bearer token.
-#include <Poco/Net/HTTPClientSession.h>
-#include <Poco/Net/HTTPRequest.h>
-#include <Poco/Net/HTTPResponse.h>
-#include <Poco/StreamCopier.h>
 #include <sys/stat.h>
 
 #include "tests/integration/gateway_fixture.h"
@@ -11,23 +7,7 @@
 namespace gw::testing {
 namespace {
 
-struct Reply {
-  int status = 0;
-  std::string body;
-};
-
-Reply Get(int port, const std::string& path, const std::string& token = "") {
-  Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(port));
-  Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, path, Poco::Net::HTTPMessage::HTTP_1_1);
-  if (!token.empty()) req.set("Authorization", "Bearer " + token);
-  session.sendRequest(req);
-  Poco::Net::HTTPResponse resp;
-  std::istream& in = session.receiveResponse(resp);
-  Reply r;
-  r.status = static_cast<int>(resp.getStatus());
-  Poco::StreamCopier::copyToString(in, r.body);
-  return r;
-}
+Reply Get(int port, const std::string& path, const std::string& token = "") { return HttpGet(port, path, token); }
 
 class AdminTest : public GatewayTest {};
 

@@ -1,5 +1,10 @@
 #include "tests/integration/gateway_fixture.h"
 
+#include <Poco/Net/HTTPClientSession.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/StreamCopier.h>
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -69,6 +74,30 @@ GatewayTest::~GatewayTest() {
   if (::testing::Test::HasFailure()) {
     std::cerr << "---- gateway log ----\n" << GatewayLog() << "---------------------\n";
   }
+}
+
+Reply HttpGet(int port, const std::string& path, const std::string& token) {
+  Poco::Net::HTTPClientSession session("127.0.0.1", static_cast<Poco::UInt16>(port));
+  Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_GET, path, Poco::Net::HTTPMessage::HTTP_1_1);
+  if (!token.empty()) req.set("Authorization", "Bearer " + token);
+  session.sendRequest(req);
+  Poco::Net::HTTPResponse resp;
+  std::istream& in = session.receiveResponse(resp);
+  Reply r;
+  r.status = static_cast<int>(resp.getStatus());
+  Poco::StreamCopier::copyToString(in, r.body);
+  return r;
+}
+
+double MetricValue(const std::string& metrics, const std::string& series) {
+  std::istringstream in(metrics);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 && line[series.size()] == ' ') {
+      return std::stod(line.substr(series.size() + 1));
+    }
+  }
+  return -1;
 }
 
 std::string GatewayTest::WriteConfig(const std::string& extra) {

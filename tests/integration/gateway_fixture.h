@@ -38,6 +38,17 @@ class Subscriber {
   std::vector<std::pair<std::string, std::string>> messages_;
 };
 
+// A plain HTTP GET on 127.0.0.1:`port`, with a bearer token when given.
+struct Reply {
+  int status = 0;
+  std::string body;
+};
+Reply HttpGet(int port, const std::string& path, const std::string& token = "");
+
+// The value of one Prometheus series line `series` (name and labels as rendered) in `metrics`,
+// or -1 when absent.
+double MetricValue(const std::string& metrics, const std::string& series);
+
 // Publishes each payload with QoS 1 and waits for the PUBACKs.
 void PublishAll(const std::string& uri, const std::string& topic, const std::vector<std::string>& payloads);
 

@@ -324,29 +324,62 @@ void RabbitMq::Stop() {
   RunCommand({"/usr/bin/epmd", "-kill"}, &out, {{"ERL_EPMD_ADDRESS", "127.0.0.1"}});
 }
 
+namespace {
+
+void RunOpenssl(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"/usr/bin/openssl"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::string out;
+  if (RunCommand(argv, &out) != 0) throw std::runtime_error("openssl failed: " + out);
+}
+
+void MakeCa(const std::string& dir, const std::string& name, const std::string& cn) {
+  RunOpenssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/" + name + ".key", "-out",
+              dir + "/" + name + ".crt", "-days", "30", "-subj", "/CN=" + cn});
+}
+
+// A key (`newkey` as openssl req takes it) and a certificate for `subject` signed by `ca`.
+void MakeLeaf(const std::string& dir, const std::string& name, const std::string& subject, const std::string& ext,
+              const std::string& days, const std::string& ca = "ca", const std::string& newkey = "rsa:2048") {
+  std::vector<std::string> req = {"req", "-newkey", newkey, "-nodes", "-keyout", dir + "/" + name + ".key", "-out",
+                                  dir + "/" + name + ".csr", "-subj", subject};
+  if (newkey == "ec") req = {"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                             dir + "/" + name + ".key", "-out", dir + "/" + name + ".csr", "-subj", subject};
+  if (newkey == "ec384") req = {"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-384", "-nodes", "-keyout",
+                                dir + "/" + name + ".key", "-out", dir + "/" + name + ".csr", "-subj", subject};
+  RunOpenssl(req);
+  WriteFile(dir + "/" + name + ".ext", ext);
+  RunOpenssl({"x509", "-req", "-in", dir + "/" + name + ".csr", "-CA", dir + "/" + ca + ".crt", "-CAkey", dir + "/" + ca + ".key",
+              "-CAcreateserial", "-out", dir + "/" + name + ".crt", "-days", days, "-extfile", dir + "/" + name + ".ext"});
+  ::chmod((dir + "/" + name + ".key").c_str(), 0600);
+}
+
+}  // namespace
+
 void MakeTestPki(const std::string& dir) {
-  auto run = [&](const std::vector<std::string>& argv) {
-    std::string out;
-    if (RunCommand(argv, &out) != 0) throw std::runtime_error("openssl failed: " + out);
-  };
-  const std::string o = "/usr/bin/openssl";
-  auto ca = [&](const std::string& name, const std::string& cn) {
-    run({o, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/" + name + ".key", "-out",
-         dir + "/" + name + ".crt", "-days", "30", "-subj", "/CN=" + cn});
-  };
-  auto leaf = [&](const std::string& name, const std::string& cn, const std::string& ext, const std::string& days) {
-    run({o, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/" + name + ".key", "-out", dir + "/" + name + ".csr",
-         "-subj", "/CN=" + cn});
-    WriteFile(dir + "/" + name + ".ext", ext);
-    run({o, "x509", "-req", "-in", dir + "/" + name + ".csr", "-CA", dir + "/ca.crt", "-CAkey", dir + "/ca.key",
-         "-CAcreateserial", "-out", dir + "/" + name + ".crt", "-days", days, "-extfile", dir + "/" + name + ".ext"});
-    ::chmod((dir + "/" + name + ".key").c_str(), 0600);
-  };
-  ca("ca", "mhhs-test-ca");
-  ca("other-ca", "some-other-ca");
-  leaf("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n", "30");
-  leaf("client", "UDMS", "extendedKeyUsage=clientAuth\n", "30");
-  leaf("client2", "MRCY", "extendedKeyUsage=clientAuth\n", "30");
+  MakeCa(dir, "ca", "mhhs-test-ca");
+  MakeCa(dir, "other-ca", "some-other-ca");
+  MakeLeaf(dir, "server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n", "30");
+  MakeLeaf(dir, "client", "/CN=UDMS", "extendedKeyUsage=clientAuth\n", "30");
+  MakeLeaf(dir, "client2", "/CN=MRCY", "extendedKeyUsage=clientAuth\n", "30");
+}
+
+void MakeSigningPki(const std::string& dir) {
+  if (::access((dir + "/ca.crt").c_str(), R_OK) != 0) MakeCa(dir, "ca", "mhhs-test-ca");
+  if (::access((dir + "/other-ca.crt").c_str(), R_OK) != 0) MakeCa(dir, "other-ca", "some-other-ca");
+  const std::string sig = "keyUsage=critical,digitalSignature,nonRepudiation\n";
+  MakeLeaf(dir, "udms", "/O=Test Data Services/OU=UDMS/CN=udms.example", sig, "30");
+  MakeLeaf(dir, "mrcy", "/CN=MRCY", sig, "30");
+  MakeLeaf(dir, "ec-udms", "/CN=UDMS", sig, "30", "ca", "ec");
+  MakeLeaf(dir, "ec384-udms", "/CN=UDMS", sig, "30", "ca", "ec384");
+  MakeLeaf(dir, "expired-udms", "/CN=UDMS", sig, "-1");
+  MakeLeaf(dir, "encipher-udms", "/CN=UDMS", "keyUsage=critical,keyEncipherment\n", "30");
+  MakeLeaf(dir, "rogue-udms", "/CN=UDMS", sig, "30", "other-ca");
+  MakeLeaf(dir, "weak-udms", "/CN=UDMS", sig, "30", "ca", "rsa:1024");
+  // A self-signed participant certificate, trusted only by pinning it.
+  RunOpenssl({"req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", dir + "/pinned-udms.key", "-out",
+              dir + "/pinned-udms.crt", "-days", "30", "-subj", "/CN=UDMS"});
+  ::chmod((dir + "/pinned-udms.key").c_str(), 0600);
 }
 
 Mosquitto::~Mosquitto() { Stop(); }

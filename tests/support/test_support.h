@@ -152,8 +152,14 @@ class RabbitMq {
 
 // Test certificates made with openssl in `dir`: ca.{crt,key}; server.{crt,key} for 127.0.0.1
 // and localhost; client.{crt,key} (CN=UDMS) and client2.{crt,key} (CN=MRCY) signed by the CA;
-// other-ca.crt, a CA that signed nothing here; expired.{crt,key} (CN=UDMS, expired).
+// other-ca.crt, a CA that signed nothing here.
 void MakeTestPki(const std::string& dir);
+// Signing identities for [security] tests, made with openssl in `dir` (a CA is made when
+// MakeTestPki has not made one): NAME.key / NAME.crt for udms (RSA 2048, OU=UDMS), mrcy
+// (CN=MRCY), ec-udms (P-256), ec384-udms (P-384), expired-udms (expired yesterday),
+// encipher-udms (keyUsage keyEncipherment only), rogue-udms (from other-ca), weak-udms
+// (RSA 1024) and pinned-udms (self-signed). Keys are mode 0600.
+void MakeSigningPki(const std::string& dir);
 
 // The project's source tree and built binaries (from the build system).
 std::string SourceDir();

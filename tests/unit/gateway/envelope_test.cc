@@ -76,6 +76,29 @@ TEST(EnvelopeTest, HostileInputIsRefusedWithTheField) {
   EXPECT_EQ(ParseEnvelope(R"({"id":"abcdefghij"})", small).status().message(), "envelope: 19 bytes, more than the limit of 10");
   std::string bad_utf8 = std::string(R"({"id":")") + "\xC3\x28" + R"(","type":"T"})";
   EXPECT_NE(ParseEnvelope(bad_utf8).status().message().find("invalid UTF-8"), std::string::npos);
+  // Overlong forms, surrogates and code points past U+10FFFF are not UTF-8 either.
+  for (const char* bytes : {"\xE0\x80\xAF", "\xF0\x80\x80\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80", "\xF5\x80\x80\x80"}) {
+    std::string json = std::string(R"({"id":")") + bytes + R"(","type":"T","sender":{"mpid":"X"},"payload":{}})";
+    auto r = ParseEnvelope(json);
+    ASSERT_FALSE(r.ok()) << "accepted bytes " << ::testing::PrintToString(std::string(bytes));
+    EXPECT_NE(r.status().message().find("invalid UTF-8"), std::string::npos) << r.status().message();
+  }
+  // Well-formed multi-byte text is kept.
+  auto ok = ParseEnvelope(std::string(R"({"id":")") + "\xC2\xA3-\xE2\x82\xAC-\xF0\x9F\x98\x80" + R"(","type":"T","sender":{"mpid":"X"},"payload":{}})");
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->id, "\xC2\xA3-\xE2\x82\xAC-\xF0\x9F\x98\x80");
+}
+
+TEST(EnvelopeTest, ErrorsAreClassifiedForTheMetrics) {
+  EXPECT_EQ(EnvelopeErrorCode(ParseEnvelope("not json").status()), "malformed");
+  EXPECT_EQ(EnvelopeErrorCode(ParseEnvelope(R"({"v":2,"id":"a"})").status()), "unsupported_version");
+  EXPECT_EQ(EnvelopeErrorCode(ParseEnvelope(R"({"id":"a","type":"T","payload":{}})").status()), "missing_field");
+  EXPECT_EQ(EnvelopeErrorCode(ParseEnvelope(R"({"id":7,"type":"T"})").status()), "wrong_type");
+  std::string deep = R"({"id":"a","payload":)" + std::string(100, '[') + std::string(100, ']') + "}";
+  EXPECT_EQ(EnvelopeErrorCode(ParseEnvelope(deep).status()), "too_deep");
+  EnvelopeLimits small;
+  small.max_bytes = 10;
+  EXPECT_EQ(EnvelopeErrorCode(ParseEnvelope(R"({"id":"abcdefghij"})", small).status()), "oversized");
 }
 
 }  // namespace

@@ -1,0 +1,381 @@
+// Signing, verification, entitlements and payload encryption, with keys and certificates made
+// by openssl at test time (MakeSigningPki).
+#include "gw/security.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <memory>
+
+#include "gw/journal.h"
+#include "tests/support/test_support.h"
+
+namespace gw {
+namespace {
+
+using gw::testing::TempDir;
+
+Event MakeEvent(const std::string& mpid = "UDMS", const std::string& id = "UDMS-0000475656-1") {
+  Event e;
+  e.id = id;
+  e.type = "IF-021";
+  e.event_code = "[ActivePower]";
+  e.sender = Party{mpid, "SDS", "1009012345"};
+  e.recipients = {Party{"MRCY", "X", ""}};
+  e.created_at = "2026-03-02T15:31:51+00:00";
+  e.payload = R"({"mpan":"1200023305967","v":"1.250"})";
+  return e;
+}
+
+class SecurityTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    pki_ = new TempDir();
+    gw::testing::MakeSigningPki(pki_->path());
+  }
+  static void TearDownTestSuite() {
+    delete pki_;
+    pki_ = nullptr;
+  }
+
+  static std::string Pki(const std::string& name) { return *pki_ / name; }
+
+  SecurityConfig Signing(const std::string& name, bool embed = true) {
+    SecurityConfig c;
+    c.configured = true;
+    c.key_file = Pki(name + ".key");
+    c.certificate_file = Pki(name + ".crt");
+    c.embed_certificate = embed;
+    return c;
+  }
+
+  std::unique_ptr<EventSigner> Signer(const std::string& name, const std::string& mpid = "UDMS", bool embed = true) {
+    auto s = EventSigner::Load(Signing(name, embed), mpid);
+    EXPECT_TRUE(s.ok()) << s.status().ToString();
+    return s.ok() ? std::move(s.value()) : nullptr;
+  }
+
+  std::unique_ptr<TrustStore> Trust(const std::string& ca = "ca.crt", const std::string& dir = "") {
+    SecurityConfig c;
+    c.configured = true;
+    if (!ca.empty()) c.trust_ca_file = Pki(ca);
+    c.trust_dir = dir;
+    auto t = TrustStore::Load(c);
+    EXPECT_TRUE(t.ok()) << t.status().ToString();
+    return t.ok() ? std::move(t.value()) : nullptr;
+  }
+
+  Event Signed(const std::string& signer, const std::string& mpid = "UDMS") {
+    Event e = MakeEvent(mpid);
+    auto s = Signer(signer, mpid == "UDMS" ? "UDMS" : mpid);
+    EXPECT_TRUE(s != nullptr);
+    if (s) {
+      EXPECT_TRUE(s->Sign(&e, "2026-11-26T16:30:00Z").ok());
+    }
+    return e;
+  }
+
+  static TempDir* pki_;
+};
+
+TempDir* SecurityTest::pki_ = nullptr;
+
+TEST(Base64Test, RoundTripsAndRejectsBadInput) {
+  for (std::string s : {std::string(), std::string("f"), std::string("fo"), std::string("foo"), std::string("\0\xff\x10", 3)}) {
+    auto d = Base64Decode(Base64Encode(s));
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    EXPECT_EQ(*d, s);
+  }
+  EXPECT_EQ(Base64Encode("foobar"), "Zm9vYmFy");
+  EXPECT_FALSE(Base64Decode("Zm9").ok()) << "length not a multiple of 4";
+  EXPECT_FALSE(Base64Decode("Zm9v!mFy").ok()) << "character outside the alphabet";
+  EXPECT_FALSE(Base64Decode("Z=9v").ok()) << "padding in the middle";
+}
+
+TEST_F(SecurityTest, SignedEventVerifiesWithRsaAndEcdsa) {
+  auto trust = Trust();
+  for (const char* name : {"udms", "ec-udms"}) {
+    Event e = Signed(name);
+    ASSERT_FALSE(e.signature.empty());
+    EXPECT_NE(e.signature.find(std::string("\"alg\":\"") + (name[0] == 'e' ? "ES256" : "RS256")), std::string::npos) << e.signature;
+    VerifyVerdict v = trust->Verify(e);
+    EXPECT_TRUE(v.ok()) << name << ": " << v.code << " " << v.message;
+    // The envelope carries it unchanged.
+    EXPECT_NE(ToEnvelopeJson(e).find("\"signature\":" + e.signature), std::string::npos);
+  }
+}
+
+TEST_F(SecurityTest, EveryAlterationIsCaughtWithItsReason) {
+  auto trust = Trust();
+  const Event good = Signed("udms");
+  struct Case {
+    const char* name;
+    std::function<void(Event*)> alter;
+    const char* code;
+  };
+  std::vector<Case> cases = {
+      {"payload changed", [](Event* e) { e->payload[10] = 'X'; }, "content_hash_mismatch"},
+      {"id changed", [](Event* e) { e->id += "2"; }, "signature_invalid"},
+      {"type changed", [](Event* e) { e->type = "IF-022"; }, "signature_invalid"},
+      {"createdAt changed", [](Event* e) { e->created_at = "2026-03-03T15:31:51+00:00"; }, "signature_invalid"},
+      {"sender changed", [](Event* e) { e->sender.mpid = "MRCY"; }, "sender_mismatch"},
+      {"no signature", [](Event* e) { e->signature.clear(); }, "signature_missing"},
+      {"not JSON", [](Event* e) { e->signature = "{\"alg\":"; }, "signature_malformed"},
+      {"value not a string", [](Event* e) {
+         size_t p = e->signature.find("\"value\":\"");
+         e->signature.replace(p, 9, "\"value\":7,\"x\":\"");
+       }, "signature_malformed"},
+      {"value truncated", [](Event* e) {
+         size_t p = e->signature.find("\"value\":\"") + 9;
+         e->signature.erase(p, 8);
+       }, "signature_invalid"},
+      {"value forged", [](Event* e) {
+         size_t p = e->signature.find("\"value\":\"") + 9;
+         e->signature[p] = e->signature[p] == 'A' ? 'B' : 'A';
+       }, "signature_invalid"},
+      {"unknown alg", [](Event* e) {
+         size_t p = e->signature.find("RS256");
+         e->signature.replace(p, 5, "HS256");
+       }, "signature_malformed"},
+  };
+  for (const Case& c : cases) {
+    Event e = good;
+    c.alter(&e);
+    VerifyVerdict v = trust->Verify(e);
+    EXPECT_EQ(v.code, c.code) << c.name << ": " << v.message;
+    EXPECT_FALSE(v.message.empty()) << c.name;
+  }
+}
+
+TEST_F(SecurityTest, CertificateProblemsAreNamed) {
+  auto trust = Trust();
+  EXPECT_EQ(trust->Verify(Signed("expired-udms")).code, "certificate_expired");
+  EXPECT_EQ(trust->Verify(Signed("rogue-udms")).code, "certificate_untrusted");
+  EXPECT_EQ(trust->Verify(Signed("pinned-udms")).code, "certificate_untrusted") << "self-signed and not pinned";
+  // A certificate for MRCY cannot sign as UDMS, even when its signature is good.
+  Event e = MakeEvent("UDMS");
+  auto mrcy = Signer("mrcy", "MRCY");
+  ASSERT_TRUE(mrcy->Sign(&e, "2026-11-26T16:30:00Z").ok());
+  EXPECT_EQ(trust->Verify(e).code, "sender_mismatch");
+}
+
+TEST_F(SecurityTest, WeakKeysAndWrongUsageAreRefusedOnBothSides) {
+  // The signer refuses to load them ...
+  auto weak = EventSigner::Load(Signing("weak-udms"), "UDMS");
+  ASSERT_FALSE(weak.ok());
+  EXPECT_NE(weak.status().message().find("1024 bits"), std::string::npos) << weak.status().message();
+  EXPECT_NE(weak.status().message().find("weak-udms.key"), std::string::npos);
+  auto p384 = EventSigner::Load(Signing("ec384-udms"), "UDMS");
+  ASSERT_FALSE(p384.ok());
+  EXPECT_NE(p384.status().message().find("P-256"), std::string::npos) << p384.status().message();
+  auto encipher = EventSigner::Load(Signing("encipher-udms"), "UDMS");
+  ASSERT_FALSE(encipher.ok());
+  EXPECT_NE(encipher.status().message().find("digitalSignature"), std::string::npos);
+}
+
+TEST_F(SecurityTest, SignerChecksKeyCertificateAndIdentity) {
+  SecurityConfig mixed = Signing("udms");
+  mixed.certificate_file = Pki("mrcy.crt");
+  auto s = EventSigner::Load(mixed, "UDMS");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("does not belong to the key"), std::string::npos) << s.status().message();
+
+  auto other = EventSigner::Load(Signing("udms"), "BGAS");
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.status().message().find("not this gateway's participant_mpid BGAS"), std::string::npos) << other.status().message();
+
+  // A key readable by others stops the start, naming the file and the mode.
+  TempDir dir;
+  std::string key = dir / "k.pem";
+  gw::testing::WriteFile(key, gw::testing::ReadFileOrEmpty(Pki("udms.key")));
+  ::chmod(key.c_str(), 0644);
+  SecurityConfig open = Signing("udms");
+  open.key_file = key;
+  auto o = EventSigner::Load(open, "UDMS");
+  ASSERT_FALSE(o.ok());
+  EXPECT_NE(o.status().message().find(key), std::string::npos) << o.status().message();
+  EXPECT_NE(o.status().message().find("0644"), std::string::npos) << o.status().message();
+}
+
+TEST_F(SecurityTest, PinnedCertificatesAndReferences) {
+  TempDir pins;
+  gw::testing::WriteFile(pins / "udms-self.pem", gw::testing::ReadFileOrEmpty(Pki("pinned-udms.crt")));
+  auto trust = Trust("", pins.path());
+  ASSERT_EQ(trust->pinned(), 1u);
+  EXPECT_TRUE(trust->Verify(Signed("pinned-udms")).ok()) << trust->Verify(Signed("pinned-udms")).message;
+  // Not carried, only referenced by fingerprint: found among the pinned ones.
+  Event e = MakeEvent();
+  auto ref = Signer("pinned-udms", "UDMS", /*embed=*/false);
+  ASSERT_TRUE(ref->Sign(&e, "2026-11-26T16:30:00Z").ok());
+  EXPECT_EQ(e.signature.find("\"certificate\""), std::string::npos);
+  EXPECT_NE(e.signature.find("\"certSha256\""), std::string::npos);
+  EXPECT_TRUE(trust->Verify(e).ok()) << trust->Verify(e).message;
+  // CA-issued certificates are not trusted by a pin-only store.
+  EXPECT_EQ(trust->Verify(Signed("udms")).code, "certificate_untrusted");
+  // A reference to an unknown certificate.
+  Event u = MakeEvent();
+  ASSERT_TRUE(Signer("udms", "UDMS", false)->Sign(&u, "2026-11-26T16:30:00Z").ok());
+  EXPECT_EQ(trust->Verify(u).code, "certificate_untrusted");
+}
+
+TEST_F(SecurityTest, CertificatesAreCachedByContent) {
+  auto trust = Trust();
+  for (int i = 0; i < 20; ++i) {
+    Event e = Signed("udms");
+    e.id = "x";  // invalidates the signature, not the certificate
+    trust->Verify(e);
+  }
+  EXPECT_EQ(trust->cached(), 1u);
+}
+
+TEST(PolicyTest, SendAndReceiveRulesWithReasons) {
+  auto p = Policy::Parse("[policy]\ndefault = deny\n[interface.IF-021]\nsenders = SDS, ADS\nreceivers = SUP, LDSO\n", "policy.ini");
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  std::string why;
+  EXPECT_TRUE(p->MaySend("IF-021", "SDS", &why));
+  EXPECT_FALSE(p->MaySend("IF-021", "SUP", &why));
+  EXPECT_NE(why.find("role SUP may not send IF-021"), std::string::npos) << why;
+  EXPECT_TRUE(p->MayReceive("IF-021", {"X", "SUP"}, &why));
+  EXPECT_FALSE(p->MayReceive("IF-021", {"D", "SDS"}, &why));
+  EXPECT_NE(why.find("may not receive IF-021"), std::string::npos) << why;
+  EXPECT_FALSE(p->MaySend("IF-099", "SDS", &why)) << "default deny";
+  EXPECT_NE(why.find("[interface.IF-099]"), std::string::npos) << why;
+  auto allow = Policy::Parse("[policy]\ndefault = allow\n", "p.ini");
+  ASSERT_TRUE(allow.ok());
+  EXPECT_TRUE(allow->MaySend("IF-099", "SDS", &why));
+}
+
+TEST(PolicyTest, ErrorsNameFileLineAndKey) {
+  auto p = Policy::Parse("[interface.IF-021]\nsenders = SDS\nreceivers = SUP\nsendres = X\n", "policy.ini");
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("policy.ini:4"), std::string::npos) << p.status().message();
+  EXPECT_NE(p.status().message().find("sendres"), std::string::npos) << p.status().message();
+  auto missing = Policy::Parse("[interface.IF-021]\nsenders = SDS\n", "policy.ini");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("receivers"), std::string::npos) << missing.status().message();
+}
+
+TEST(PolicyTest, ShippedPolicyFollowsTheInterfaceCatalogue) {
+  auto p = Policy::Load(gw::testing::SourceDir() + "/config/policy.ini");
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  std::string why;
+  for (const char* r : {"SDS", "ADS", "UMSDS"}) EXPECT_TRUE(p->MaySend("IF-021", r, &why)) << r;
+  for (const char* r : {"SUP", "LDSO", "MDS", "LSS"}) {
+    EXPECT_FALSE(p->MaySend("IF-021", r, &why)) << r;
+    EXPECT_TRUE(p->MayReceive("IF-021", {r}, &why)) << r;
+  }
+  EXPECT_FALSE(p->MayReceive("IF-021", {"SDS"}, &why));
+}
+
+TEST(PayloadCipherTest, SealsOpensAndRotates) {
+  std::string k1(32, '\x01'), k2(32, '\x02');
+  auto old_cipher = PayloadCipher::FromKeys({k1});
+  ASSERT_TRUE(old_cipher.ok());
+  std::string sealed = (*old_cipher)->Seal("secret payload", "event-1");
+  EXPECT_TRUE(PayloadCipher::IsSealed(sealed));
+  EXPECT_EQ(sealed.find("secret"), std::string::npos);
+  EXPECT_NE((*old_cipher)->Seal("secret payload", "event-1"), sealed) << "a fresh nonce each time";
+  auto opened = (*old_cipher)->Open(sealed, "event-1");
+  ASSERT_TRUE(opened.ok());
+  EXPECT_EQ(*opened, "secret payload");
+  EXPECT_EQ((*old_cipher)->Open(sealed, "event-2").status().code(), StatusCode::kDataLoss) << "moved to another row";
+  std::string flipped = sealed;
+  flipped[flipped.size() - 20] ^= 1;
+  EXPECT_EQ((*old_cipher)->Open(flipped, "event-1").status().code(), StatusCode::kDataLoss);
+
+  // Rotation: the new key seals, the old one still opens older rows.
+  auto rotated = PayloadCipher::FromKeys({k2, k1});
+  ASSERT_TRUE(rotated.ok());
+  EXPECT_EQ(*(*rotated)->Open(sealed, "event-1"), "secret payload");
+  std::string newer = (*rotated)->Seal("newer", "event-3");
+  auto without_new = (*old_cipher)->Open(newer, "event-3");
+  ASSERT_FALSE(without_new.ok());
+  EXPECT_NE(without_new.status().message().find((*rotated)->current_key_id()), std::string::npos) << without_new.status().message();
+}
+
+TEST(PayloadCipherTest, KeyFilesAreCheckedAndParsed) {
+  TempDir dir;
+  const std::string hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+  gw::testing::WriteFile(dir / "journal.key", hex + "\n");
+  ::chmod((dir / "journal.key").c_str(), 0600);
+  SecurityConfig c;
+  c.configured = true;
+  c.journal_key_file = dir / "journal.key";
+  auto cipher = PayloadCipher::Load(c);
+  ASSERT_TRUE(cipher.ok()) << cipher.status().ToString();
+  ASSERT_TRUE(*cipher != nullptr);
+
+  ::chmod((dir / "journal.key").c_str(), 0640);
+  auto open = PayloadCipher::Load(c);
+  ASSERT_FALSE(open.ok());
+  EXPECT_NE(open.status().message().find("journal.key"), std::string::npos) << open.status().message();
+
+  gw::testing::WriteFile(dir / "short.key", "0011\n");
+  ::chmod((dir / "short.key").c_str(), 0600);
+  c.journal_key_file = dir / "short.key";
+  auto bad = PayloadCipher::Load(c);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("64 hex digits"), std::string::npos) << bad.status().message();
+
+  // From a systemd credential.
+  c.journal_key_file.clear();
+  c.journal_key_credential = "journal.key";
+  ::chmod((dir / "journal.key").c_str(), 0400);
+  ::setenv("CREDENTIALS_DIRECTORY", dir.path().c_str(), 1);
+  auto cred = PayloadCipher::Load(c);
+  ::unsetenv("CREDENTIALS_DIRECTORY");
+  ASSERT_TRUE(cred.ok()) << cred.status().ToString();
+  EXPECT_EQ((*cred)->current_key_id(), (*cipher)->current_key_id());
+  auto no_dir = PayloadCipher::Load(c);
+  ASSERT_FALSE(no_dir.ok());
+  EXPECT_NE(no_dir.status().message().find("CREDENTIALS_DIRECTORY"), std::string::npos);
+}
+
+TEST(PayloadCipherTest, JournalFileHoldsNoPlaintextPayload) {
+  TempDir dir;
+  auto cipher = PayloadCipher::FromKeys({std::string(32, '\x07')});
+  ASSERT_TRUE(cipher.ok());
+  JournalOptions o;
+  o.path = dir / "journal.db";
+  o.cipher = *cipher;
+  const std::string marker = "MARKER-1200023305967-PLAINTEXT";
+  {
+    auto j = Journal::Open(o);
+    ASSERT_TRUE(j.ok()) << j.status().ToString();
+    std::vector<Event> events;
+    for (int i = 0; i < 50; ++i) {
+      Event e = MakeEvent("UDMS", "ev-" + std::to_string(i));
+      e.payload = "{\"m\":\"" + marker + "\",\"i\":" + std::to_string(i) + "}";
+      events.push_back(e);
+    }
+    ASSERT_TRUE((*j)->Append("inbox", events, {DeliveryTarget{"out", 0}}, "", nullptr).ok());
+    ASSERT_TRUE((*j)->RecordRejections("inbox", {Rejection{"topic", "bad", "{\"raw\":\"" + marker + "\"}", true, "malformed"}}).ok());
+    std::vector<PendingDelivery> pending;
+    ASSERT_TRUE((*j)->FetchPending("out", 100, &pending).ok());
+    ASSERT_EQ(pending.size(), 50u);
+    EXPECT_EQ(pending[7].event.payload, "{\"m\":\"" + marker + "\",\"i\":7}") << "read back as it was";
+    std::vector<QuarantinedMessage> q;
+    ASSERT_TRUE((*j)->ListQuarantine(&q, true).ok());
+    ASSERT_EQ(q.size(), 1u);
+    EXPECT_NE(q[0].raw.find(marker), std::string::npos);
+    ASSERT_TRUE((*j)->Flush().ok());
+    // Neither the database nor its write-ahead log holds the text.
+    for (const char* f : {"journal.db", "journal.db-wal"}) {
+      std::string bytes = gw::testing::ReadFileOrEmpty(dir / f);
+      EXPECT_EQ(bytes.find(marker), std::string::npos) << f;
+      EXPECT_EQ(bytes.find("1200023305967"), std::string::npos) << f;
+    }
+  }
+  // Without the key the rows cannot be read, and the error says why.
+  JournalOptions plain;
+  plain.path = o.path;
+  auto j = Journal::Open(plain);
+  ASSERT_TRUE(j.ok());
+  std::vector<PendingDelivery> pending;
+  Status s = (*j)->FetchPending("out", 10, &pending);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("journal_key_file"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace gw
