@@ -111,12 +111,23 @@ int CmdStatus(const Ctx& ctx, bool with_totals) {
   if (!s.ok()) return Err(EX_IOERR, s.message());
   auto total = (*j)->CountEvents();
   if (!total.ok()) return Err(EX_IOERR, total.status().message());
+  std::vector<std::pair<std::string, int64_t>> keys;
+  if (with_totals) {
+    s = (*j)->PayloadKeys(&keys);
+    if (!s.ok()) return Err(EX_IOERR, s.message());
+  }
   if (ctx.json) {
     std::string out;
     gw::JsonWriter w(&out);
     w.BeginObject();
     w.Key("journal"); w.String((*j)->path());
     w.Key("events"); w.Int(*total);
+    if (with_totals) {
+      w.Key("payloadKeys");
+      w.BeginObject();
+      for (const auto& [k, n] : keys) { w.Key(k); w.Int(n); }
+      w.EndObject();
+    }
     w.Key("sinks");
     w.BeginArray();
     for (const auto& q : stats) {
@@ -133,7 +144,12 @@ int CmdStatus(const Ctx& ctx, bool with_totals) {
     std::cout << out << "\n";
     return 0;
   }
-  if (with_totals) std::cout << "journal " << (*j)->path() << ": " << *total << " event(s)\n\n";
+  if (with_totals) {
+    std::cout << "journal " << (*j)->path() << ": " << *total << " event(s)";
+    std::string by_key;
+    for (const auto& [k, n] : keys) by_key += (by_key.empty() ? "" : ", ") + std::to_string(n) + (k == "plaintext" ? " unencrypted" : " under key " + k);
+    std::cout << (by_key.empty() ? "" : " (payloads: " + by_key + ")") << "\n\n";
+  }
   std::printf("%-20s %10s %12s %8s  %s\n", "SINK", "PENDING", "DELIVERED", "DEAD", "OLDEST PENDING");
   for (const auto& q : stats) {
     std::printf("%-20s %10lld %12lld %8lld  %s\n", q.sink.c_str(), static_cast<long long>(q.pending),

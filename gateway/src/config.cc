@@ -224,6 +224,9 @@ StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& 
       if (!require.ok()) return require.status();
       c.require_signatures = *require;
       c.policy_file = path("policy");
+      auto age = sec.GetInt("max_signature_age_days", -1, 0, 3650);
+      if (!age.ok()) return age.status();
+      c.max_signature_age_s = *age < 0 ? -1 : *age * 86400;
       c.journal_key_file = path("journal_key_file");
       c.journal_key_credential = sec.GetString("journal_key_credential", "");
       if (!c.journal_key_file.empty() && !c.journal_key_credential.empty()) {
@@ -287,6 +290,8 @@ StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& 
     }
   }
   if (!have_gateway) return InvalidArgument(file + ": missing [gateway] section");
+  // By default a signature may be as old as the journal remembers event ids for dedupe.
+  if (cfg.security.max_signature_age_s < 0) cfg.security.max_signature_age_s = int64_t{cfg.journal.retention_days} * 86400;
   if (!have_journal) return InvalidArgument(file + ": missing [journal] section");
 
   // Routes must name connectors that exist.

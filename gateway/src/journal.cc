@@ -968,6 +968,23 @@ StatusOr<int64_t> Journal::CountEvents() {
   return r.db().QueryInt("SELECT count(*) FROM events");
 }
 
+Status Journal::PayloadKeys(std::vector<std::pair<std::string, int64_t>>* out) {
+  Reader r(this);
+  GW_RETURN_IF_ERROR(r.status());
+  auto st = r.db().Prepare(
+      "SELECT CASE WHEN substr(payload,1,4) = CAST('GWE1' AS BLOB) THEN lower(hex(substr(payload,5,4))) ELSE 'plaintext' END AS k,"
+      " count(*) FROM events GROUP BY k ORDER BY k");
+  if (!st.ok()) return st.status();
+  for (;;) {
+    auto row = (*st)->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    out->emplace_back((*st)->Text(0), (*st)->Int(1));
+  }
+  (*st)->Reset();
+  return Status::Ok();
+}
+
 Status Journal::IntegrityCheck() {
   Reader r(this);
   GW_RETURN_IF_ERROR(r.status());

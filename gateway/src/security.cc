@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -359,6 +360,7 @@ TrustStore::~TrustStore() = default;
 StatusOr<std::unique_ptr<TrustStore>> TrustStore::Load(const SecurityConfig& config) {
   std::unique_ptr<TrustStore> t(new TrustStore());
   t->impl_ = std::make_unique<Impl>();
+  t->max_age_s_ = config.max_signature_age_s;
   if (config.trust_ca_file.empty() && config.trust_dir.empty()) {
     return InvalidArgument("[security]: verifying inbound events needs trust_ca_file or trust_dir");
   }
@@ -481,6 +483,21 @@ VerifyVerdict TrustStore::Verify(const Event& e) const {
                             reinterpret_cast<const unsigned char*>(tbs.data()), tbs.size());
   ERR_clear_error();
   if (ok != 1) return Fail("signature_invalid", "the signature does not verify with the certificate of " + JoinIdentities(info->identities));
+  // The date is covered by the signature: only now is it worth reading.
+  struct tm tm {};
+  char z = 0;
+  if (date.size() != 20 || std::sscanf(date.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                                       &tm.tm_min, &tm.tm_sec, &z) != 7 || z != 'Z') {
+    return Fail("signature_malformed", "signature date: \"" + date + "\" is not YYYY-MM-DDTHH:MM:SSZ");
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  const int64_t signed_at = static_cast<int64_t>(timegm(&tm));
+  if (signed_at > now + 300) return Fail("signature_stale", "signature dated " + date + ", in the future (clock skew?)");
+  if (max_age_s_ > 0 && now - signed_at > max_age_s_) {
+    return Fail("signature_stale", "signature dated " + date + ", older than " + std::to_string(max_age_s_ / 86400) +
+                                       " day(s): too old to tell from a replay");
+  }
   return VerifyVerdict();
 }
 

@@ -223,6 +223,9 @@ class Journal {
   // The event with id `event_id` and its life; kNotFound when it is not in the journal.
   Status Trace(const std::string& event_id, EventTrace* out);
   StatusOr<int64_t> CountEvents();
+  // How many stored payloads each journal key sealed (hex key id, or "plaintext"): a retired
+  // key may be removed once no row needs it any more.
+  Status PayloadKeys(std::vector<std::pair<std::string, int64_t>>* out);
   // Runs PRAGMA integrity_check; OK when the answer is "ok".
   Status IntegrityCheck();
 

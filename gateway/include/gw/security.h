@@ -46,6 +46,10 @@ struct SecurityConfig {
   std::string trust_ca_file;            // CA bundle (PEM) that participant certificates chain to
   std::string trust_dir;                // folder of pinned participant certificates (*.pem, *.crt)
   bool require_signatures = true;       // inbound events without a signature are quarantined
+  // Inbound signatures older than this (or dated more than 5 minutes ahead) are refused: the
+  // journal's dedupe remembers event ids only as long as it keeps events, so an old message
+  // replayed after that would otherwise be taken again. Defaults to [journal] retention_days.
+  int64_t max_signature_age_s = 0;      // 0: no limit
   std::string policy_file;              // entitlements; "" : no entitlement checks
   std::string journal_key_file;         // AES-256 key, 64 hex digits; "" with no credential: plaintext
   std::string journal_key_credential;   // name of a systemd credential holding the key
@@ -111,7 +115,7 @@ class TrustStore {
 
   // Checks e.signature against e.payload and the trust store. Codes: signature_missing,
   // signature_malformed, content_hash_mismatch, signature_invalid, certificate_untrusted,
-  // certificate_expired, certificate_key_usage, weak_key, sender_mismatch.
+  // certificate_expired, certificate_key_usage, weak_key, sender_mismatch, signature_stale.
   VerifyVerdict Verify(const Event& e) const;
 
   size_t pinned() const;
@@ -119,6 +123,7 @@ class TrustStore {
 
  private:
   TrustStore() = default;
+  int64_t max_age_s_ = 0;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <ctime>
 #include <memory>
 
 #include "gw/journal.h"
@@ -216,6 +217,28 @@ TEST_F(SecurityTest, PinnedCertificatesAndReferences) {
   Event u = MakeEvent();
   ASSERT_TRUE(Signer("udms", "UDMS", false)->Sign(&u, "2026-11-26T16:30:00Z").ok());
   EXPECT_EQ(trust->Verify(u).code, "certificate_untrusted");
+}
+
+TEST_F(SecurityTest, OldSignaturesAreRefusedOnceDedupeHasForgottenThem) {
+  SecurityConfig c;
+  c.configured = true;
+  c.trust_ca_file = Pki("ca.crt");
+  c.max_signature_age_s = 28 * 86400;
+  auto trust = TrustStore::Load(c);
+  ASSERT_TRUE(trust.ok());
+  auto signer = Signer("udms");
+  auto at = [&](const std::string& date) {
+    Event e = MakeEvent();
+    EXPECT_TRUE(signer->Sign(&e, date).ok());
+    return (*trust)->Verify(e);
+  };
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  EXPECT_TRUE(at(IsoUtc(now - 27 * 86400)).ok());
+  VerifyVerdict old = at(IsoUtc(now - 29 * 86400));
+  EXPECT_EQ(old.code, "signature_stale");
+  EXPECT_NE(old.message.find("older than 28 day(s)"), std::string::npos) << old.message;
+  EXPECT_EQ(at(IsoUtc(now + 3600)).code, "signature_stale") << "from the future";
+  EXPECT_EQ(at("yesterday").code, "signature_malformed");
 }
 
 TEST_F(SecurityTest, CertificatesAreCachedByContent) {
