@@ -142,6 +142,18 @@ TEST_F(SecurityIntegrationTest, SignedBySenderVerifiedByReceiverAndNothingInTheC
   }
   EXPECT_EQ(Rejected("signature_invalid"), 0);
   std::string out;
+  // The operator's check gives the daemon's verdicts: every published message passes, and an
+  // altered one fails with its reason.
+  std::string published;
+  for (const auto& m : sub.Messages()) published += m.second + "\n";
+  WriteFile(dir_ / "published.jsonl", published);
+  EXPECT_EQ(Ctl(receiver_config_, {"verify", dir_ / "published.jsonl"}, &out), 0) << out;
+  EXPECT_NE(out.find(": ok"), std::string::npos) << out;
+  std::string altered = sub.Messages()[0].second;
+  altered.insert(altered.find("\"payload\":{") + 11, "\"injected\":1,");
+  WriteFile(dir_ / "altered.jsonl", altered + "\n");
+  EXPECT_EQ(Ctl(receiver_config_, {"verify", dir_ / "altered.jsonl"}, &out), 1) << out;
+  EXPECT_NE(out.find("content_hash_mismatch"), std::string::npos) << out;
   EXPECT_EQ(Ctl(receiver_config_, {"quarantine", "list"}, &out), 0) << out;
   EXPECT_EQ(out.find("signature"), std::string::npos) << out;
 
