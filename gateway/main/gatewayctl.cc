@@ -18,6 +18,7 @@
 #include "gw/fs.h"
 #include "gw/journal.h"
 #include "gw/pipeline.h"
+#include "gw/plugins.h"
 #include "mhhs/json.h"
 
 namespace po = boost::program_options;
@@ -479,8 +480,10 @@ int CmdQuarantine(const Ctx& ctx, const std::vector<std::string>& args) {
 int CmdCheckConfig(const Ctx& ctx) {
   auto cfg = gw::LoadConfig(ctx.config_path);
   if (!cfg.ok()) return Err(EX_CONFIG, cfg.status().message());
+  gw::PluginSet plugins;
   gw::Registry registry;
   gw::Status s = gw::connectors::RegisterBuiltinConnectors(registry);
+  if (s.ok()) s = gw::LoadConfiguredPlugins(*cfg, &plugins, &registry);
   if (s.ok()) {
     gw::Pipeline p(*cfg, nullptr, registry);
     s = p.Build();

@@ -18,6 +18,7 @@
 #include "gw/journal.h"
 #include "gw/log.h"
 #include "gw/pipeline.h"
+#include "gw/plugins.h"
 
 namespace po = boost::program_options;
 
@@ -73,9 +74,18 @@ int main(int argc, char** argv) {
   gw::SetLogLevel(*parsed_level);
   if (vm.count("log-json") || config->log_format == "json") gw::SetLogJson(true);
 
+  // Plugins first: the set outlives the registry and every connector made from its factories.
+  gw::PluginSet plugins;
   gw::Registry registry;
   gw::Status reg = gw::connectors::RegisterBuiltinConnectors(registry);
   if (!reg.ok()) return Fail(log, EX_SOFTWARE, reg.ToString());
+  reg = gw::LoadConfiguredPlugins(*config, &plugins, &registry);
+  if (!reg.ok()) return Fail(log, EX_CONFIG, reg.message());
+  for (const gw::LoadedPlugin& p : plugins.loaded()) {
+    std::string types;
+    for (const std::string& t : p.types) types += (types.empty() ? "" : ", ") + t;
+    log.Notice("plugin " + p.name + " " + p.version + " loaded from " + p.path + ": " + (types.empty() ? "no connector types" : types));
+  }
 
   // Keys, certificates, trust store, policy and the journal key: a key readable by others,
   // or one that does not fit its certificate, stops the start here.

@@ -162,6 +162,8 @@ StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& 
         return sec.Error("admin_listen", "must be a loopback address such as 127.0.0.1:9780, or off (got \"" + cfg.admin_listen + "\")");
       }
       cfg.admin_token_file = sec.GetString("admin_token_file", "");
+      cfg.plugin_dir_configured = sec.Has("plugin_dir");
+      cfg.plugin_dir = sec.GetString("plugin_dir", GW_PLUGIN_DIR_DEFAULT);
       auto backlog = sec.GetInt("max_backlog_age_s", 0, 0, 86400 * 30);
       if (!backlog.ok()) return backlog.status();
       cfg.max_backlog_age_s = *backlog;

@@ -27,11 +27,12 @@ std::string Known(const Map& m) {
 
 template <typename T, typename Map>
 StatusOr<std::unique_ptr<T>> Create(const Map& factories, const ConnectorConfig& c, const GatewayInfo& gw, Logger& log,
-                                    Metrics* metrics, const char* kind) {
+                                    Metrics* metrics, const char* kind, const std::string& plugin_dir) {
   auto it = factories.find(c.type);
   if (it == factories.end()) {
     return c.section.Error("type", std::string("no ") + kind + " connector of type \"" + c.type + "\" (known: " +
-                                       Known(factories) + ")");
+                                       Known(factories) + ")" +
+                                       (plugin_dir.empty() ? "" : "; no plugin in " + plugin_dir + " provides it"));
   }
   ConnectorContext ctx{c.name, c.section, gw, log, metrics};
   auto made = it->second(ctx);
@@ -44,12 +45,12 @@ StatusOr<std::unique_ptr<T>> Create(const Map& factories, const ConnectorConfig&
 
 StatusOr<std::unique_ptr<Source>> Registry::CreateSource(const ConnectorConfig& c, const GatewayInfo& gw, Logger& log,
                                                          Metrics* metrics) const {
-  return Create<Source>(sources_, c, gw, log, metrics, "source");
+  return Create<Source>(sources_, c, gw, log, metrics, "source", plugin_dir_);
 }
 
 StatusOr<std::unique_ptr<Sink>> Registry::CreateSink(const ConnectorConfig& c, const GatewayInfo& gw, Logger& log,
                                                      Metrics* metrics) const {
-  return Create<Sink>(sinks_, c, gw, log, metrics, "sink");
+  return Create<Sink>(sinks_, c, gw, log, metrics, "sink", plugin_dir_);
 }
 
 StatusOr<SinkPolicy> ReadSinkPolicy(const ConfigSection& s) {
@@ -283,7 +284,7 @@ Status Pipeline::Reload(std::unique_ptr<GatewayConfig> next, std::vector<std::st
     note("[journal] changed: takes effect after a restart");
   }
   if (old.gateway.participant_mpid != now.gateway.participant_mpid || old.gateway.environment != now.gateway.environment ||
-      old.admin_listen != now.admin_listen) {
+      old.admin_listen != now.admin_listen || old.plugin_dir != now.plugin_dir) {
     note("[gateway] changed: takes effect after a restart (connectors restarted now use the new participant settings)");
   }
   const SecurityConfig& a = old.security;

@@ -56,6 +56,8 @@ struct GatewayConfig {
   std::string log_format = "text";      // text | json
   std::string admin_listen = "127.0.0.1:9780";  // "off": no admin endpoint
   std::string admin_token_file;
+  std::string plugin_dir;            // connector plugins (*.so) loaded at start
+  bool plugin_dir_configured = false;  // set explicitly: then the folder must exist
   int64_t max_backlog_age_s = 0;
   int cert_warn_days = 14;
   int watchdog_stall_s = 120;

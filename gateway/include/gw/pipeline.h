@@ -39,8 +39,11 @@ class Registry : public ConnectorRegistry {
                                                  Metrics* metrics = nullptr) const;
   StatusOr<std::unique_ptr<Sink>> CreateSink(const ConnectorConfig& c, const GatewayInfo& gw, Logger& log,
                                              Metrics* metrics = nullptr) const;
+  // Where plugins were looked for, named when a configured type is unknown.
+  void SetPluginDir(const std::string& dir) { plugin_dir_ = dir; }
 
  private:
+  std::string plugin_dir_;
   std::map<std::string, SourceFactory> sources_;
   std::map<std::string, SinkFactory> sinks_;
 };
