@@ -487,6 +487,11 @@ int CmdCheckConfig(const Ctx& ctx) {
   if (s.ok()) {
     gw::Pipeline p(*cfg, nullptr, registry);
     s = p.Build();
+    if (s.ok()) {
+      // The keys, certificates, trust store, policy and journal key, as the daemon loads them.
+      auto sec = gw::LoadSecurity(cfg->security, cfg->gateway);
+      s = sec.ok() ? gw::CheckSecurityCoverage(p, **sec) : sec.status();
+    }
   }
   if (!s.ok()) return Err(EX_CONFIG, s.message());
   std::cout << ctx.config_path << ": configuration OK\n";

@@ -196,6 +196,9 @@ int main(int argc, char** argv) {
       if (checked.ok()) {
         gw::Pipeline check(*next, nullptr, registry);
         checked = check.Build();
+        // The running security settings stay until a restart; a new market source must not
+        // slip in unverified meanwhile.
+        if (checked.ok()) checked = gw::CheckSecurityCoverage(check, **security);
       }
       if (!checked.ok()) {
         log.Error("reload refused, the running configuration stays: " + checked.message());

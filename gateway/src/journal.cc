@@ -11,7 +11,9 @@ namespace gw {
 namespace {
 
 // Authenticated with a sealed quarantined message, so that it cannot pass for a payload.
-constexpr std::string_view kQuarantineAad = "quarantine";
+constexpr std::string_view kQuarantineAad = "quarantine:";
+// And a payload with its event's id.
+std::string PayloadAad(const std::string& event_id) { return "event:" + event_id; }
 
 constexpr const char* kSchemaV1 = R"sql(
 CREATE TABLE IF NOT EXISTS events(
@@ -434,7 +436,7 @@ Status Journal::Append(const std::string& source, const std::vector<Event>& even
   std::vector<std::string> sealed;
   if (options_.cipher) {
     sealed.reserve(events.size());
-    for (const Event& e : events) sealed.push_back(options_.cipher->Seal(e.payload, e.id));
+    for (const Event& e : events) sealed.push_back(options_.cipher->Seal(e.payload, PayloadAad(e.id)));
   }
   Status s = Write(
       [&](Db& db) -> Status {
@@ -637,7 +639,7 @@ Status ReadEvent(const Stmt& s, int c, const PayloadCipher* cipher, Event* e) {
   e->origin = s.Text(c + 11);
   if (PayloadCipher::IsSealed(e->payload)) {
     if (!cipher) return FailedPrecondition("event " + e->id + ": its payload is encrypted and no journal key is configured ([security] journal_key_file)");
-    auto plain = cipher->Open(e->payload, e->id);
+    auto plain = cipher->Open(e->payload, PayloadAad(e->id));
     if (!plain.ok()) return plain.status().Annotate("event " + e->id);
     e->payload = std::move(plain.value());
   }
@@ -665,11 +667,10 @@ Status Journal::FetchPending(const std::string& sink, int limit, std::vector<Pen
     d.attempts = static_cast<int>(s.Int(1));
     d.expires_at_ms = s.Int(2);
     d.accepted_at_ms = s.Int(3);
+    // A row that cannot be read (its key retired, its bytes damaged) must not stall the
+    // sink: it is handed over with the reason, and the sink worker dead-letters it.
     Status read = ReadEvent(s, 4, options_.cipher.get(), &d.event);
-    if (!read.ok()) {
-      s.Reset();
-      return read;
-    }
+    if (!read.ok()) d.unreadable = read.ToString();
     out->push_back(std::move(d));
   }
   s.Reset();

@@ -61,7 +61,19 @@ void StderrLogger::Log(LogLevel level, const std::string& message) {
     line += '>';
     line += component_;
     line += ": ";
-    line += message;
+    // One message is one line: a line break or other control character inside it (a value
+    // from hostile input, say) is escaped, so it cannot forge a line of its own.
+    for (char c : message) {
+      unsigned char u = static_cast<unsigned char>(c);
+      if (u < 0x20 || u == 0x7f) {
+        static const char* kHex = "0123456789abcdef";
+        line += "\\x";
+        line += kHex[u >> 4];
+        line += kHex[u & 15];
+      } else {
+        line += c;
+      }
+    }
   }
   line += '\n';
   std::lock_guard<std::mutex> lock(g_write_mu);

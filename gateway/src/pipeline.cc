@@ -115,7 +115,7 @@ Pipeline::~Pipeline() { Stop(std::chrono::milliseconds(0)); }
 std::vector<std::string> Pipeline::MarketSources() const {
   std::lock_guard<std::mutex> lock(slots_mu_);
   std::vector<std::string> out;
-  for (const auto& s : sources_) if (s->source && s->source->Origin() == EventOrigin::kMarket) out.push_back(s->name);
+  for (const auto& s : sources_) if (s->market) out.push_back(s->name);
   return out;
 }
 
@@ -189,9 +189,16 @@ Status Pipeline::MakeSource(const ConnectorConfig& c, std::unique_ptr<SourceSlot
   slot->ingested = &metrics_->CounterFor("mhhs_gateway_events_ingested_total", "Events accepted into the journal, per source", {{"source", c.name}});
   slot->duplicates = &metrics_->CounterFor("mhhs_gateway_events_duplicate_total", "Events already in the journal, per source", {{"source", c.name}});
   slot->commit_failures = &metrics_->CounterFor("mhhs_gateway_commit_failures_total", "Batches the journal could not commit, per source", {{"source", c.name}});
+  // `origin`, a core key read before the connector checks its section: an inbox that
+  // receives other participants' files is the market, and its events are verified.
+  std::string origin = c.section.GetString("origin", "");
+  if (!origin.empty() && origin != "market" && origin != "local") {
+    return c.section.Error("origin", "must be local or market (got \"" + origin + "\")");
+  }
   auto source = registry_.CreateSource(c, config_->gateway, *slot->logger, slot->metrics.get());
   if (!source.ok()) return source.status();
   slot->source = std::move(source.value());
+  slot->market = origin.empty() ? slot->source->Origin() == EventOrigin::kMarket : origin == "market";
   slot->targets = config_->TargetsFor(c.name);
   if (slot->targets.empty()) logger_.Warning("[source." + c.name + "] has no route: its events are journalled but go nowhere");
   *out = std::move(slot);
@@ -411,7 +418,15 @@ void Pipeline::RunSource(SourceSlot* slot) {
       continue;
     }
     if (!*polled) continue;
-    if (security_) Screen(slot, &batch);
+    Status screened = security_ ? Screen(slot, &batch) : Status::Ok();
+    if (!screened.ok()) {
+      // Not signed: nothing is journalled and the source offers the input again.
+      slot->source->Ack(batch, screened);
+      ++failures;
+      log.Error(batch.unit + ": " + screened.ToString() + "; will be offered again");
+      SleepUnless(slot->stop, JitteredBackoff(failures, std::chrono::milliseconds(500), std::chrono::seconds(30)));
+      continue;
+    }
     if (slot->stop.load()) {
       slot->source->Ack(batch, Cancelled("source stopping for a reload"));
       break;
@@ -447,10 +462,10 @@ void Pipeline::RunSource(SourceSlot* slot) {
   }
 }
 
-void Pipeline::Screen(SourceSlot* slot, SourceBatch* batch) {
-  if (batch->events.empty()) return;
-  if (slot->source->Origin() == EventOrigin::kLocal) {
-    if (!security_->signer) return;
+Status Pipeline::Screen(SourceSlot* slot, SourceBatch* batch) {
+  if (batch->events.empty()) return Status::Ok();
+  if (!slot->market) {
+    if (!security_->signer) return Status::Ok();
     const std::string date = IsoUtc(NowUnixMs() / 1000);
     const std::string& me = security_->participant_mpid;
     auto sign_range = [&](size_t from, size_t to) -> Status {
@@ -473,7 +488,7 @@ void Pipeline::Screen(SourceSlot* slot, SourceBatch* batch) {
       Status st = f.get();
       if (first.ok()) first = st;
     }
-    if (!first.ok()) slot->logger->Error("signing failed, events go out unsigned: " + first.ToString());
+    if (!first.ok()) return first.Annotate("signing");
     for (const Event& e : batch->events) {
       if (e.sender.mpid != me) {
         slot->logger->Warning("event " + e.id + " names sender " + e.sender.mpid + ", not this participant (" + me +
@@ -481,7 +496,7 @@ void Pipeline::Screen(SourceSlot* slot, SourceBatch* batch) {
         break;
       }
     }
-    return;
+    return Status::Ok();
   }
   // From the market: nothing unverified or unentitled reaches the journal.
   std::vector<Event> kept;
@@ -496,12 +511,18 @@ void Pipeline::Screen(SourceSlot* slot, SourceBatch* batch) {
     // A bad signature is quarantined whole for the operator; an unentitled event is dropped
     // with its audit record.
     bool quarantine = code != "not_entitled";
-    slot->logger->Warning(std::string(quarantine ? "quarantined" : "dropped") + " event " + e.id + " from " + e.sender.mpid +
-                          ": " + code + ": " + why);
+    uint64_t suppressed = 0;
+    if (slot->rejection_log.Allow(&suppressed)) {
+      // Values from the message are cut short: they are the sender's words, not ours.
+      slot->logger->Warning(std::string(quarantine ? "quarantined" : "dropped") + " event " + e.id.substr(0, 80) + " from " +
+                            e.sender.mpid.substr(0, 16) + ": " + code + ": " + why.substr(0, 300) +
+                            (suppressed ? " (" + std::to_string(suppressed) + " more turned away since the last line)" : ""));
+    }
     batch->rejections.push_back(Rejection{e.origin, code + ": " + why + " (event " + e.id + ")",
                                           quarantine ? ToEnvelopeJson(e) : std::string(), quarantine, code});
   }
   batch->events.swap(kept);
+  return Status::Ok();
 }
 
 void Pipeline::CountRejections(const SourceSlot& slot, const SourceBatch& batch) {
@@ -557,7 +578,10 @@ void Pipeline::RunSink(SinkSlot* slot) {
     live.reserve(batch.size());
     for (PendingDelivery& d : batch) {
       std::string refused;
-      if (d.expires_at_ms > 0 && now >= d.expires_at_ms) {
+      if (!d.unreadable.empty()) {
+        outcomes.dead.emplace_back(d.seq, "cannot read the stored event: " + d.unreadable);
+        log.Error("event " + d.event.id + " dead-lettered: cannot read it from the journal: " + d.unreadable);
+      } else if (d.expires_at_ms > 0 && now >= d.expires_at_ms) {
         outcomes.dead.emplace_back(d.seq, "expired: not delivered by " + FormatUnixMs(d.expires_at_ms));
         log.Warning("event " + d.event.id + " expired undelivered; dead-lettered");
       } else if (security_ && !(refused = security_->CheckOutbound(d.event)).empty()) {

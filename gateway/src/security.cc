@@ -193,7 +193,18 @@ std::string EventStringToSign(const Event& e, const std::string& date, const std
   w.String(e.event_code);
   w.String(e.sender.mpid);
   w.String(e.sender.role);
+  w.String(e.sender.dip_id);
+  w.BeginArray();
+  for (const Party& r : e.recipients) {
+    w.BeginArray();
+    w.String(r.mpid);
+    w.String(r.role);
+    w.String(r.dip_id);
+    w.EndArray();
+  }
+  w.EndArray();
   w.String(e.created_at);
+  w.String(e.correlation_id);
   w.String(date);
   w.String(content_hash);
   w.EndArray();
@@ -217,7 +228,9 @@ StatusOr<std::unique_ptr<EventSigner>> EventSigner::Load(const SecurityConfig& c
   auto key_pem = ReadFile(key_path);
   if (!key_pem.ok()) return key_pem.status();
   std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(key_pem->data(), static_cast<int>(key_pem->size())));
-  PkeyPtr pkey(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  // An encrypted key is refused, never prompted for: a daemon has no terminal.
+  auto no_passphrase = [](char*, int, int, void*) -> int { return -1; };
+  PkeyPtr pkey(PEM_read_bio_PrivateKey(bio.get(), nullptr, no_passphrase, nullptr));
   // The key's text is not needed any more; do not keep it in memory longer than necessary.
   OPENSSL_cleanse(key_pem->data(), key_pem->size());
   if (!pkey) return InvalidArgument(key_path + ": not a PEM private key (or it is encrypted): " + OpenSslError());
@@ -306,6 +319,9 @@ struct CertInfo {
 };
 
 VerifyVerdict Fail(const char* code, std::string message) { return VerifyVerdict{code, std::move(message)}; }
+
+constexpr size_t kMaxCertificateBase64 = 16 * 1024;
+constexpr size_t kMaxCachedCertificates = 4096;
 
 }  // namespace
 
@@ -433,9 +449,14 @@ VerifyVerdict TrustStore::Verify(const Event& e) const {
   auto sig = Base64Decode(value);
   if (!sig.ok()) return Fail("signature_malformed", "signature value: " + sig.status().message());
 
+  // A participant certificate is a few kilobytes; anything larger is not one.
+  if (cert_b64.size() > kMaxCertificateBase64) {
+    return Fail("signature_malformed", "signature certificate: " + std::to_string(cert_b64.size()) + " characters, more than " +
+                                           std::to_string(kMaxCertificateBase64));
+  }
   // The certificate: from the cache, or parsed and examined once.
   std::shared_ptr<const CertInfo> info;
-  const std::string cache_key = cert_b64.empty() ? "ref:" + cert_ref : Sha256(cert_b64);
+  const std::string cache_key = cert_b64.empty() ? "ref:" + cert_ref : "b64:" + Sha256(cert_b64);
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
   {
     std::lock_guard<std::mutex> lock(impl_->mu);
@@ -460,9 +481,13 @@ VerifyVerdict TrustStore::Verify(const Event& e) const {
       cert.reset(it->second.get());
     }
     info = impl_->Examine(std::move(cert));
-    std::lock_guard<std::mutex> lock(impl_->mu);
-    if (impl_->cache.size() >= 4096) impl_->cache.clear();
-    impl_->cache[cache_key] = info;
+    // Only certificates that chain to the trust store are remembered: junk certificates from
+    // a hostile publisher cost a check each, never memory.
+    if (info->verdict.ok()) {
+      std::lock_guard<std::mutex> lock(impl_->mu);
+      if (impl_->cache.size() >= kMaxCachedCertificates) impl_->cache.clear();
+      impl_->cache[cache_key] = info;
+    }
   }
   if (!info->verdict.ok()) return info->verdict;
   if (now < info->not_before) return Fail("certificate_expired", "certificate of " + JoinIdentities(info->identities) + " is not valid before " + IsoUtc(info->not_before));
@@ -519,6 +544,14 @@ StatusOr<Policy> Policy::Parse(const std::string& text, const std::string& file)
       std::string d = sec.GetString("default", "deny");
       if (d != "deny" && d != "allow") return sec.Error("default", "must be deny or allow (got \"" + d + "\")");
       p.default_allow_ = d == "allow";
+    } else if (sec.name() == "participants") {
+      p.has_participants_ = true;
+      for (const ConfigSection::Entry& e : sec.entries()) {
+        e.used = true;
+        std::set<std::string>& roles = p.participants_[e.key];
+        for (const std::string& r : SplitList(e.value)) roles.insert(r);
+        if (roles.empty()) return sec.Error(e.key, "lists no role");
+      }
     } else if (sec.name().rfind("interface.", 0) == 0 && sec.name().size() > 10) {
       Rule r;
       auto senders = sec.GetRequired("senders");
@@ -529,7 +562,7 @@ StatusOr<Policy> Policy::Parse(const std::string& text, const std::string& file)
       for (const std::string& s : SplitList(*receivers)) r.receivers.insert(s);
       p.rules_[sec.name().substr(10)] = std::move(r);
     } else {
-      return InvalidArgument(sec.Where("") + ": unknown section (expected [policy] or [interface.TYPE])");
+      return InvalidArgument(sec.Where("") + ": unknown section (expected [policy], [participants] or [interface.TYPE])");
     }
     GW_RETURN_IF_ERROR(sec.CheckAllUsed());
   }
@@ -552,6 +585,17 @@ bool Policy::MaySend(const std::string& type, const std::string& role, std::stri
   }
   if (it->second.senders.count(role) || it->second.senders.count("*")) return true;
   if (why) *why = "not entitled: role " + (role.empty() ? std::string("(none)") : role) + " may not send " + type + " (senders: " + JoinSet(it->second.senders) + ")";
+  return false;
+}
+
+bool Policy::HoldsRole(const std::string& mpid, const std::string& role, std::string* why) const {
+  if (!has_participants_) return true;
+  auto it = participants_.find(mpid);
+  if (it != participants_.end() && it->second.count(role)) return true;
+  if (why) {
+    *why = it == participants_.end() ? "not entitled: " + mpid + " is not listed in [participants]"
+                                     : "not entitled: " + mpid + " does not hold role " + role + " (it holds " + JoinSet(it->second) + ")";
+  }
   return false;
 }
 
@@ -701,6 +745,11 @@ std::string Security::CheckInbound(const Event& e, std::string* code) const {
   }
   if (policy) {
     std::string why;
+    // The signature proves the MPID; the role it claims must be one the market gave it.
+    if (!policy->HoldsRole(e.sender.mpid, e.sender.role, &why)) {
+      *code = "not_entitled";
+      return why;
+    }
     if (!policy->MaySend(e.type, e.sender.role, &why)) {
       *code = "not_entitled";
       return "sender " + e.sender.mpid + " " + why;
@@ -714,8 +763,15 @@ std::string Security::CheckInbound(const Event& e, std::string* code) const {
 }
 
 std::string Security::CheckOutbound(const Event& e) const {
+  if (!policy || e.sender.mpid != participant_mpid) return "";
+  // This participant speaks only in its own roles, whatever a local file claims.
+  if (std::find(participant_roles.begin(), participant_roles.end(), e.sender.role) == participant_roles.end()) {
+    std::string mine;
+    for (const std::string& r : participant_roles) mine += (mine.empty() ? "" : ", ") + r;
+    return "not entitled: role " + e.sender.role + " is not this participant's (" + mine + ")";
+  }
   std::string why;
-  if (policy && e.sender.mpid == participant_mpid && !policy->MaySend(e.type, e.sender.role, &why)) return why;
+  if (!policy->MaySend(e.type, e.sender.role, &why)) return why;
   return "";
 }
 

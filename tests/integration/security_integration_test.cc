@@ -222,6 +222,41 @@ TEST_F(SecurityIntegrationTest, ReadableKeysStopTheStartWithOneClearLine) {
   }
 }
 
+TEST_F(SecurityIntegrationTest, AnInboxDeclaredMarketIsVerifiedLikeTheBackbone) {
+  WriteConfig("[security]\ntrust_ca_file = " + Pki("ca.crt") + "\n");
+  std::string text = ReadFileOrEmpty(config_path_);
+  text.replace(text.find("[source.inbox]\n"), 15, "[source.inbox]\norigin = market\n");
+  WriteFile(config_path_, text);
+  Subscriber sub(broker_.uri(), "sec-sub3");
+  sub.Connect();
+  StartGateway();
+  Drop(Samples() + "/D0010_UDMS_MRCY_0000475656.uff");
+  std::string out;
+  ASSERT_TRUE(WaitFor([&] {
+    Ctl(config_path_, {"quarantine", "list"}, &out);
+    return out.find("2 quarantined message(s)") != std::string::npos;
+  }, std::chrono::seconds(20))) << out << GatewayLog();
+  EXPECT_NE(out.find("signature_missing"), std::string::npos) << out;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(sub.Count(), 0u) << "unsigned events from a market inbox are never delivered";
+  EXPECT_EQ(StopGateway(), 0);
+}
+
+TEST_F(SecurityIntegrationTest, ReloadCannotAddAnUnverifiedMarketSource) {
+  WriteConfig("[security]\npolicy = " + SourceDir() + "/config/policy.ini\n");
+  StartGateway();
+  std::string text = ReadFileOrEmpty(config_path_);
+  WriteFile(config_path_, text + "[source.backbone_in]\ntype = mqtt\nuri = " + broker_.uri() +
+                              "\nclient_id = in\ntopics = mhhs/#\n[route.in]\nfrom = backbone_in\nto = backbone\n");
+  ::kill(gateway_.pid(), SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("reload refused") != std::string::npos; }, std::chrono::seconds(10))) << GatewayLog();
+  EXPECT_NE(GatewayLog().find("[source.backbone_in] receives events from the market"), std::string::npos) << GatewayLog();
+  std::string out;
+  EXPECT_EQ(Ctl(config_path_, {"check-config"}, &out), 78) << out;
+  EXPECT_NE(out.find("neither trust_ca_file nor trust_dir"), std::string::npos) << out;
+  EXPECT_EQ(StopGateway(), 0);
+}
+
 // More than 200 hostile messages straight onto the broker: each is quarantined or dropped and
 // counted by its reason, none reaches the outbox, the daemon lives, and the audit verifies.
 TEST_F(SecurityIntegrationTest, HostileCorpusIsTurnedAwayAndCountedByReason) {
@@ -285,7 +320,8 @@ TEST_F(SecurityIntegrationTest, HostileCorpusIsTurnedAwayAndCountedByReason) {
   // expired or untrusted certificate.
   for (int i = 0; i < 15; ++i) {
     Event e = base[i % base.size()];
-    e.id = "unsigned-" + std::to_string(i);
+    // The first one tries to forge a log line of its own through its id.
+    e.id = i == 0 ? "unsigned\n<0>mhhs-gatewayd: forged line" : "unsigned-" + std::to_string(i);
     add("signature_missing", ToEnvelopeJson(e));
   }
   for (int i = 0; i < 20; ++i) {
@@ -359,6 +395,8 @@ TEST_F(SecurityIntegrationTest, HostileCorpusIsTurnedAwayAndCountedByReason) {
   for (size_t p = out.find("\"id\":"); p != std::string::npos; p = out.find("\"id\":", p + 1)) ++n;
   EXPECT_EQ(n, static_cast<size_t>(quarantined)) << "every hostile message but the unentitled ones is kept for the operator";
   EXPECT_EQ(Ctl(receiver_config_, {"audit", "verify"}, &out), 0) << out;
+  EXPECT_NE(ReceiverLog().find("unsigned\\x0a<0>mhhs-gatewayd: forged line"), std::string::npos) << "logged, escaped";
+  EXPECT_EQ(ReceiverLog().find("\n<0>mhhs-gatewayd: forged line"), std::string::npos) << "no forged log line";
   ASSERT_EQ(Ctl(receiver_config_, {"audit", "export"}, &out), 0);
   size_t dropped = 0;
   for (size_t p = out.find("not_entitled"); p != std::string::npos; p = out.find("not_entitled", p + 1)) ++dropped;

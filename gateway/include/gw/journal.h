@@ -69,6 +69,7 @@ struct PendingDelivery {
   int64_t expires_at_ms = 0;  // 0: never
   int64_t accepted_at_ms = 0;
   Event event;
+  std::string unreadable;  // why the stored event could not be read (then `event` is partial)
 };
 
 // What a sink worker learned from one Deliver() call.

@@ -124,6 +124,8 @@ class Pipeline {
     Counter* ingested = nullptr;
     Counter* duplicates = nullptr;
     Counter* commit_failures = nullptr;
+    bool market = false;  // its events come from the market: verified, not signed
+    RateLimiter rejection_log{std::chrono::seconds(10)};
   };
   struct SinkSlot {
     std::string name;
@@ -149,7 +151,8 @@ class Pipeline {
   void RunSource(SourceSlot* slot);
   // Before the journal: signs this participant's events from a local source; checks events
   // from a market source (signature, entitlements) and turns the failures into rejections.
-  void Screen(SourceSlot* slot, SourceBatch* batch);
+  // An error (signing failed) means nothing of the batch may be journalled.
+  Status Screen(SourceSlot* slot, SourceBatch* batch);
   // Counts `batch`'s rejections by reason.
   void CountRejections(const SourceSlot& slot, const SourceBatch& batch);
   void RunSink(SinkSlot* slot);

@@ -15,8 +15,10 @@
 //    "value":"<base64 signature>","certificate":"<base64 of the PEM>"}
 // (or "certSha256":"<hex>" instead of "certificate" when the certificate is not carried and
 // the receiver has it pinned). The signed string is the JSON array
-//   ["mhhs-event/1",id,type,eventCode,sender.mpid,sender.role,createdAt,date,contentHash]
-// written without spaces, so that no field can be shifted into another.
+//   ["mhhs-event/1",id,type,eventCode,sender.mpid,sender.role,sender.dipId,
+//    [[recipient.mpid,recipient.role,recipient.dipId],...],createdAt,correlationId,date,contentHash]
+// written without spaces, so that no field can be shifted into another: every envelope
+// member but the payload (covered by contentHash) and the signature itself is signed.
 //
 // Thread-safety: every class here is immutable after Load() and safe to use from any thread
 // (TrustStore's certificate cache is internally locked).
@@ -128,8 +130,10 @@ class TrustStore {
   std::unique_ptr<Impl> impl_;
 };
 
-// Entitlements: `[interface.TYPE]` sections with `senders` and `receivers` (role lists), and
-// `[policy] default = deny | allow` for types that have no section.
+// Entitlements: `[interface.TYPE]` sections with `senders` and `receivers` (role lists),
+// `[policy] default = deny | allow` for types that have no section, and optionally
+// `[participants]` (`MPID = role, role`): the roles each sender really holds, so that a signed
+// event cannot claim a role its MPID does not have.
 class Policy {
  public:
   // Errors: kNotFound, kInvalidArgument naming FILE:LINE and the key.
@@ -138,6 +142,9 @@ class Policy {
 
   // True when a participant in `role` may send events of `type`; otherwise `*why` says so.
   bool MaySend(const std::string& type, const std::string& role, std::string* why) const;
+  // True when `[participants]` lists `role` for `mpid`, or the policy has no such section.
+  bool HoldsRole(const std::string& mpid, const std::string& role, std::string* why) const;
+  bool has_participants() const { return has_participants_; }
   // True when a participant holding any of `roles` may receive events of `type`.
   bool MayReceive(const std::string& type, const std::vector<std::string>& roles, std::string* why) const;
 
@@ -149,6 +156,9 @@ class Policy {
   };
   std::map<std::string, Rule> rules_;
   bool default_allow_ = false;
+  // MPID -> the roles the market registered for it; checked only when the section exists.
+  std::map<std::string, std::set<std::string>> participants_;
+  bool has_participants_ = false;
 };
 
 // AES-256-GCM for payloads at rest. A sealed value is

@@ -120,6 +120,10 @@ TEST_F(SecurityTest, EveryAlterationIsCaughtWithItsReason) {
       {"type changed", [](Event* e) { e->type = "IF-022"; }, "signature_invalid"},
       {"createdAt changed", [](Event* e) { e->created_at = "2026-03-03T15:31:51+00:00"; }, "signature_invalid"},
       {"sender changed", [](Event* e) { e->sender.mpid = "MRCY"; }, "sender_mismatch"},
+      {"sender role changed", [](Event* e) { e->sender.role = "ADS"; }, "signature_invalid"},
+      {"re-addressed", [](Event* e) { e->recipients[0].mpid = "BGAS"; }, "signature_invalid"},
+      {"recipient added", [](Event* e) { e->recipients.push_back(Party{"BGAS", "X", ""}); }, "signature_invalid"},
+      {"correlationId changed", [](Event* e) { e->correlation_id = "other"; }, "signature_invalid"},
       {"no signature", [](Event* e) { e->signature.clear(); }, "signature_missing"},
       {"not JSON", [](Event* e) { e->signature = "{\"alg\":"; }, "signature_malformed"},
       {"value not a string", [](Event* e) {
@@ -241,6 +245,49 @@ TEST_F(SecurityTest, OldSignaturesAreRefusedOnceDedupeHasForgottenThem) {
   EXPECT_EQ(at("yesterday").code, "signature_malformed");
 }
 
+TEST_F(SecurityTest, UntrustedAndOversizedCertificatesAreNotCached) {
+  auto trust = Trust();
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(trust->Verify(Signed("rogue-udms")).code, "certificate_untrusted");
+  EXPECT_EQ(trust->cached(), 0u) << "a hostile publisher's certificates cost a check, not memory";
+  Event big = Signed("udms");
+  size_t p = big.signature.find("\"certificate\":\"") + 15;
+  big.signature.insert(p, std::string(20000, 'A'));
+  VerifyVerdict v = trust->Verify(big);
+  EXPECT_EQ(v.code, "signature_malformed");
+  EXPECT_NE(v.message.find("more than 16384"), std::string::npos) << v.message;
+}
+
+TEST_F(SecurityTest, ClaimedRolesMustBeTheSendersAndOurOwn) {
+  auto policy = Policy::Parse("[participants]\nUDMS = D, SDS\nMRCY = X, SUP\n"
+                              "[interface.IF-021]\nsenders = SDS, ADS\nreceivers = SUP\n", "policy.ini");
+  ASSERT_TRUE(policy.ok()) << policy.status().ToString();
+  Security sec;
+  sec.participant_mpid = "MRCY";
+  sec.participant_roles = {"X", "SUP"};
+  sec.policy = std::make_unique<Policy>(std::move(policy.value()));
+  Event e = MakeEvent("UDMS");
+  std::string code;
+  EXPECT_EQ(sec.CheckInbound(e, &code), "") << "UDMS holds SDS";
+  e.sender.role = "ADS";  // entitled to send IF-021, but not a role UDMS holds
+  std::string why = sec.CheckInbound(e, &code);
+  EXPECT_EQ(code, "not_entitled");
+  EXPECT_NE(why.find("UDMS does not hold role ADS"), std::string::npos) << why;
+  Event stranger = MakeEvent("ZZZZ");
+  why = sec.CheckInbound(stranger, &code);
+  EXPECT_NE(why.find("ZZZZ is not listed in [participants]"), std::string::npos) << why;
+
+  // Outbound: this participant sends only in its own roles.
+  Security out;
+  out.participant_mpid = "UDMS";
+  out.participant_roles = {"D", "SDS"};
+  auto p2 = Policy::Parse("[interface.IF-021]\nsenders = SDS, ADS\nreceivers = SUP\n", "policy.ini");
+  out.policy = std::make_unique<Policy>(std::move(p2.value()));
+  Event mine = MakeEvent("UDMS");
+  EXPECT_EQ(out.CheckOutbound(mine), "");
+  mine.sender.role = "ADS";
+  EXPECT_NE(out.CheckOutbound(mine).find("role ADS is not this participant's (D, SDS)"), std::string::npos) << out.CheckOutbound(mine);
+}
+
 TEST_F(SecurityTest, CertificatesAreCachedByContent) {
   auto trust = Trust();
   for (int i = 0; i < 20; ++i) {
@@ -266,6 +313,18 @@ TEST(PolicyTest, SendAndReceiveRulesWithReasons) {
   auto allow = Policy::Parse("[policy]\ndefault = allow\n", "p.ini");
   ASSERT_TRUE(allow.ok());
   EXPECT_TRUE(allow->MaySend("IF-099", "SDS", &why));
+}
+
+TEST(PolicyTest, ParticipantsTableBindsRolesToMpids) {
+  auto p = Policy::Parse("[participants]\nUDMS = D, SDS\n", "policy.ini");
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  std::string why;
+  EXPECT_TRUE(p->HoldsRole("UDMS", "SDS", &why));
+  EXPECT_FALSE(p->HoldsRole("UDMS", "SUP", &why));
+  EXPECT_FALSE(p->HoldsRole("MRCY", "SUP", &why));
+  auto none = Policy::Parse("[policy]\ndefault = allow\n", "policy.ini");
+  EXPECT_TRUE(none->HoldsRole("MRCY", "SUP", &why)) << "without the table, roles are as claimed";
+  EXPECT_FALSE(Policy::Parse("[participants]\nUDMS =\n", "policy.ini").ok());
 }
 
 TEST(PolicyTest, ErrorsNameFileLineAndKey) {
@@ -389,15 +448,23 @@ TEST(PayloadCipherTest, JournalFileHoldsNoPlaintextPayload) {
       EXPECT_EQ(bytes.find("1200023305967"), std::string::npos) << f;
     }
   }
-  // Without the key the rows cannot be read, and the error says why.
+  // Without the key the rows cannot be read: each says why, and none blocks the others.
   JournalOptions plain;
   plain.path = o.path;
   auto j = Journal::Open(plain);
   ASSERT_TRUE(j.ok());
   std::vector<PendingDelivery> pending;
-  Status s = (*j)->FetchPending("out", 10, &pending);
-  ASSERT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("journal_key_file"), std::string::npos) << s.message();
+  ASSERT_TRUE((*j)->FetchPending("out", 10, &pending).ok());
+  ASSERT_EQ(pending.size(), 10u);
+  EXPECT_NE(pending[0].unreadable.find("journal_key_file"), std::string::npos) << pending[0].unreadable;
+  // With another key, the error names the key the row needs.
+  JournalOptions other = plain;
+  other.cipher = *PayloadCipher::FromKeys({std::string(32, '\x08')});
+  auto j2 = Journal::Open(other);
+  ASSERT_TRUE(j2.ok());
+  pending.clear();
+  ASSERT_TRUE((*j2)->FetchPending("out", 10, &pending).ok());
+  EXPECT_NE(pending[0].unreadable.find((*cipher)->current_key_id()), std::string::npos) << pending[0].unreadable;
 }
 
 }  // namespace
