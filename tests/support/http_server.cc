@@ -29,7 +29,7 @@ class RecordingHttpServer::Factory : public Poco::Net::HTTPRequestHandlerFactory
         for (const auto& h : req) r.headers[h.first] = h.second;
         Poco::StreamCopier::copyToString(req.stream(), r.body);
         int status = owner_->Answer(r);
-        resp.setStatus(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
+        resp.setStatusAndReason(static_cast<Poco::Net::HTTPResponse::HTTPStatus>(status));
         std::string body = status < 300 ? "{\"ok\":true}" : "{\"error\":\"status " + std::to_string(status) + "\"}";
         resp.setContentType("application/json");
         resp.setContentLength(static_cast<std::streamsize>(body.size()));

@@ -403,6 +403,7 @@ void Mosquitto::Start() {
 void Mosquitto::Stop() { process_.Stop(SIGTERM, std::chrono::seconds(10)); }
 
 std::string SourceDir() { return GW_TEST_SOURCE_DIR; }
+std::string BinaryDir() { return GW_TEST_BINARY_DIR; }
 std::string DaemonPath() { return GW_TEST_DAEMON; }
 std::string CtlPath() { return GW_TEST_CTL; }
 

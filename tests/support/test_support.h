@@ -162,6 +162,8 @@ void MakeTestPki(const std::string& dir);
 void MakeSigningPki(const std::string& dir);
 
 // The project's source tree and built binaries (from the build system).
+// The build tree the tests were built in (for `cmake --install`).
+std::string BinaryDir();
 std::string SourceDir();
 std::string DaemonPath();
 std::string CtlPath();

@@ -89,8 +89,8 @@ class WebhookSink : public gw::Sink {
  private:
   explicit WebhookSink(const gw::ConnectorContext& ctx)
       : logger_(ctx.logger),
-        requests_(gw::MetricsOf(ctx).GetCounter("webhook_requests_total", "HTTP requests sent")),
-        failures_(gw::MetricsOf(ctx).GetCounter("webhook_failures_total", "HTTP requests that did not confirm the event")) {}
+        requests_(gw::MetricsOf(ctx).GetCounter("webhook_requests", "HTTP requests sent")),
+        failures_(gw::MetricsOf(ctx).GetCounter("webhook_failures", "HTTP requests that did not confirm the event")) {}
 
   gw::Status Post(const gw::Event& e) {
     const std::string body = gw::ToEnvelopeJson(e);
