@@ -80,6 +80,30 @@ TEST(PluginTest, ExamplePluginDeliversThroughTheRegistryAcrossLoadUnloadCycles) 
   EXPECT_NE(requests[0].body.find("\"id\":\"ok-0\""), std::string::npos) << requests[0].body;
 }
 
+// The plugin docs/plugins.md builds from an empty folder.
+TEST(PluginTest, JsonlExampleAppendsEnvelopesThatParseBack) {
+  TempDir dir;
+  PluginSet plugins;
+  Registry registry;
+  ASSERT_TRUE(plugins.Load(GW_TEST_JSONL_PLUGIN, registry).ok());
+  auto sections = ParseIni("[sink.archive]\npath = " + dir / "events.jsonl" + "\n", "test.ini");
+  ASSERT_TRUE(sections.ok());
+  NullLogger log;
+  auto sink = registry.CreateSink(ConnectorConfig{"archive", "jsonl", (*sections)[0]}, GatewayInfo(), log);
+  ASSERT_TRUE(sink.ok()) << sink.status().ToString();
+  ASSERT_TRUE((*sink)->Start().ok());
+  Event a = MakeEvent("a"), b = MakeEvent("b");
+  for (const Status& s : (*sink)->Deliver({&a, &b})) EXPECT_TRUE(s.ok()) << s.ToString();
+  std::string text = gw::testing::ReadFileOrEmpty(dir / "events.jsonl");
+  EXPECT_EQ(text, ToEnvelopeJson(a) + "\n" + ToEnvelopeJson(b) + "\n");
+  auto bad = ParseIni("[sink.archive]\npath = " + dir / "no/such/dir/e.jsonl" + "\n", "test.ini");
+  auto broken = registry.CreateSink(ConnectorConfig{"archive", "jsonl", (*bad)[0]}, GatewayInfo(), log);
+  ASSERT_TRUE(broken.ok());
+  Status st = (*broken)->Start();
+  EXPECT_EQ(st.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(st.message().find("no/such/dir/e.jsonl: cannot open"), std::string::npos) << st.message();
+}
+
 TEST(PluginTest, RefusedPluginsAreNamedWithTheReason) {
   Registry registry;
   ASSERT_TRUE(connectors::RegisterBuiltinConnectors(registry).ok());

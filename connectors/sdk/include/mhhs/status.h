@@ -1,12 +1,16 @@
 // Status and StatusOr<T>: the result of every fallible call that crosses a module boundary.
 //
-// A Status is either OK or a code plus a message saying what failed and where. The code
-// carries policy (see docs/plugins.md):
-//   kUnavailable        transient: retry with backoff, keep order;
-//   kInvalidArgument,
-//   kDataLoss           the event itself is bad: dead-letter that event, go on;
-//   kFailedPrecondition the connector is broken: the supervisor restarts it slowly;
-//   kResourceExhausted  a quota is hit: pause and retry later.
+// A Status is either OK or a code plus a message saying what failed and where. What the core
+// does with a code a connector returns (docs/plugins.md):
+//   from Sink::Deliver():
+//     kInvalidArgument, kDataLoss,
+//     kPermissionDenied   the event itself can never be delivered: it becomes a dead letter
+//                         with the message as its reason, and the sink goes on;
+//     anything else       transient: the event is retried after a jittered back-off, and the
+//                         events behind it wait, so journal order is kept;
+//   from Source::Poll():  any error is logged (rate-limited) and Poll() is called again after
+//                         a back-off;
+//   from a factory or Start(): the gateway does not start (exit 78 for a bad section).
 // Thread-safety: values; safe to copy between threads.
 #ifndef MHHS_STATUS_H_
 #define MHHS_STATUS_H_
