@@ -45,7 +45,8 @@ constexpr const char* kUsage =
     "                              market events: signature, trust store, entitlements\n"
     "  check-config                validate the configuration and every connector section\n"
     "  check-file FILE...          validate DTN files; exit 1 when any is invalid\n"
-    "  convert FILE                print a DTN file's events as JSON Lines envelopes\n"
+    "  convert [--sign] FILE       print a DTN file's events as JSON Lines envelopes (--sign: signed\n"
+    "                              with [security] key, as the daemon publishes them)\n"
     "  convert --to-dtn FILE.jsonl write envelopes (JSON Lines) back as one DTN file\n"
     "\n"
     "COMMAND --help shows the command's own help.\n";
@@ -55,6 +56,7 @@ struct Ctx {
   bool json = false;
   std::string flow_dir;
   bool dip_mapping = true;
+  bool sign = false;
 };
 
 std::string Iso(int64_t ms) { return gw::FormatUnixMs(ms); }
@@ -538,7 +540,7 @@ int CmdToDtn(const Ctx& ctx, const std::string& path) {
 int CmdCheckFiles(const Ctx& ctx, const std::vector<std::string>& files, bool convert) {
   if (convert && files.size() == 2 && files[0] == "--to-dtn") return CmdToDtn(ctx, files[1]);
   if (files.empty() || files[0] == "--help" || files[0] == "-h") {
-    std::cout << (convert ? "Usage: mhhs-gatewayctl [--mapping dip|none] convert FILE...\n"
+    std::cout << (convert ? "Usage: mhhs-gatewayctl [--mapping dip|none] convert [--sign] FILE...\n"
                             "       mhhs-gatewayctl convert --to-dtn EVENTS.jsonl\n"
                             "Prints each event as the JSON envelope published on the backbone, one per line;\n"
                             "with --to-dtn, writes envelopes back as one DTN file (IF-021 as D0036).\n"
@@ -555,6 +557,17 @@ int CmdCheckFiles(const Ctx& ctx, const std::vector<std::string>& files, bool co
   gw::adapters::DtnEventOptions opts;
   opts.dip_mapping = ctx.dip_mapping;
   opts.gateway = &gateway;
+  // With --sign, convert signs as the daemon would with [security] key: the exact messages
+  // it would publish.
+  std::unique_ptr<gw::EventSigner> signer;
+  if (convert && ctx.sign) {
+    if (!cfg.ok()) return Err(EX_CONFIG, cfg.status().message());
+    if (cfg->security.key_file.empty()) return Err(EX_CONFIG, ctx.config_path + ": convert --sign needs [security] key and certificate");
+    auto s = gw::EventSigner::Load(cfg->security, gateway.participant_mpid);
+    if (!s.ok()) return Err(EX_CONFIG, s.status().message());
+    signer = std::move(s.value());
+  }
+  const std::string date = gw::IsoUtc(std::time(nullptr));
   int bad = 0;
   for (const std::string& f : files) {
     auto m = gw::MappedFile::Open(f);
@@ -572,8 +585,12 @@ int CmdCheckFiles(const Ctx& ctx, const std::vector<std::string>& files, bool co
     }
     if (convert) {
       std::string line;
-      for (const gw::Event& e : events) {
+      for (gw::Event& e : events) {
         line.clear();
+        if (signer && e.sender.mpid == gateway.participant_mpid) {
+          gw::Status st = signer->Sign(&e, date);
+          if (!st.ok()) return Err(EX_SOFTWARE, st.message());
+        }
         gw::AppendEnvelopeJson(e, &line);
         line.push_back('\n');
         std::fwrite(line.data(), 1, line.size(), stdout);
@@ -659,6 +676,13 @@ int main(int argc, char** argv) {
   if (cmd == "replay") return CmdReplay(ctx, args);
   if (cmd == "verify") return CmdVerify(ctx, args);
   if (cmd == "check-file") return CmdCheckFiles(ctx, args, false);
-  if (cmd == "convert") return CmdCheckFiles(ctx, args, true);
+  if (cmd == "convert") {
+    std::vector<std::string> files;
+    for (const std::string& a : args) {
+      if (a == "--sign") ctx.sign = true;
+      else files.push_back(a);
+    }
+    return CmdCheckFiles(ctx, files, true);
+  }
   return Err(EX_USAGE, "unknown command \"" + cmd + "\" (see --help)");
 }
