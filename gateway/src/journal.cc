@@ -1,5 +1,7 @@
 #include "gw/journal.h"
 
+#include "gw/log.h"
+
 #include <openssl/sha.h>
 
 #include <chrono>
@@ -190,7 +192,10 @@ Status Journal::Init() {
   GW_RETURN_IF_ERROR(Migrate(w));
   UpdateUsage(w);
   writer_db_ = std::move(db.value());
-  writer_ = std::thread([this] { WriterLoop(); });
+  writer_ = std::thread([this] {
+    NameThread("journal");
+    WriterLoop();
+  });
   return Status::Ok();
 }
 

@@ -1,5 +1,7 @@
 #include "gw/log.h"
 
+#include <pthread.h>
+
 #include <cstdio>
 #include <ctime>
 
@@ -80,6 +82,8 @@ void StderrLogger::Log(LogLevel level, const std::string& message) {
   std::fwrite(line.data(), 1, line.size(), stderr);
   std::fflush(stderr);
 }
+
+void NameThread(const std::string& name) { pthread_setname_np(pthread_self(), name.substr(0, 15).c_str()); }
 
 bool RateLimiter::Allow(uint64_t* suppressed) {
   std::lock_guard<std::mutex> lock(mu_);

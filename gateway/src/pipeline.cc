@@ -222,7 +222,10 @@ Status Pipeline::Build() {
 Status Pipeline::StartSink(SinkSlot* slot) {
   Status st = slot->sink->Start();
   if (!st.ok()) return st.Annotate("[sink." + slot->name + "]");
-  slot->thread = std::thread([this, slot] { RunSink(slot); });
+  slot->thread = std::thread([this, slot] {
+    NameThread("sink." + slot->name);
+    RunSink(slot);
+  });
   return Status::Ok();
 }
 
@@ -231,14 +234,20 @@ Status Pipeline::StartSource(SourceSlot* slot) {
   if (!cp.ok()) return cp.status();
   Status st = slot->source->Start(*cp);
   if (!st.ok()) return st.Annotate("[source." + slot->name + "]");
-  slot->thread = std::thread([this, slot] { RunSource(slot); });
+  slot->thread = std::thread([this, slot] {
+    NameThread("src." + slot->name);
+    RunSource(slot);
+  });
   return Status::Ok();
 }
 
 Status Pipeline::Start() {
   if (journal_ == nullptr) return FailedPrecondition("pipeline built without a journal");
   for (auto& s : sinks_) GW_RETURN_IF_ERROR(StartSink(s.get()));
-  maintenance_ = std::thread([this] { RunMaintenance(); });
+  maintenance_ = std::thread([this] {
+    NameThread("maintenance");
+    RunMaintenance();
+  });
   for (auto& s : sources_) GW_RETURN_IF_ERROR(StartSource(s.get()));
   return Status::Ok();
 }

@@ -25,6 +25,12 @@ import sys
 import time
 
 TOPIC = "mhhs/SIT/IF-021/SDS/UDMS"
+SECURITY = """[security]
+key = {keys}/participant.key
+certificate = {keys}/participant.crt
+policy = {source}/config/policy.ini
+journal_key_file = {keys}/journal.key
+"""
 
 
 def log(msg):
@@ -206,12 +212,7 @@ role = SDS
 distributor_dip_id = 2509012345
 [journal]
 path = {journal}/journal.db
-[security]
-key = {keys}/participant.key
-certificate = {keys}/participant.crt
-policy = {source}/config/policy.ini
-journal_key_file = {keys}/journal.key
-[source.inbox]
+{security}[source.inbox]
 type = file
 directory = {gw}/inbox
 archive = {gw}/archive
@@ -229,7 +230,8 @@ max_inflight = 256
 from = inbox
 to = backbone
 """.format(flows=os.path.join(args.source, "config/flows"), gw=gw, keys=keys, source=args.source, port=broker_port,
-           admin=admin, journal=journal_dir, extra=extra))
+           admin=admin, journal=journal_dir, extra=extra,
+           security="" if os.environ.get("BENCH_SECURITY") == "off" else SECURITY.format(keys=keys, source=args.source)))
     return gw, path
 
 
@@ -239,7 +241,8 @@ def envelopes(args, files, config, work):
     owner = {}
     with open(out_path, "w") as out:
         for path in files:
-            text = subprocess.run([args.ctl, "--config", config, "convert", "--sign", path], check=True,
+            sign = [] if os.environ.get("BENCH_SECURITY") == "off" else ["--sign"]
+            text = subprocess.run([args.ctl, "--config", config, "convert"] + sign + [path], check=True,
                                   stdout=subprocess.PIPE, text=True).stdout
             for line in text.splitlines():
                 if not line:
@@ -381,6 +384,7 @@ def main():
     ap.add_argument("--only", choices=["limit", "gateway", "alternative"], help="run one path (profiling)")
     ap.add_argument("--profile", action="store_true", help="gateway only, no analysis (under perf)")
     args = ap.parse_args()
+    args.build, args.source, args.out = (os.path.abspath(p) for p in (args.build, args.source, args.out))
     args.daemon = os.path.join(args.build, "gateway/main/mhhs-gatewayd")
     args.ctl = os.path.join(args.build, "gateway/main/mhhs-gatewayctl")
     args.tools = os.path.join(args.build, "tests/bench_mqtt")

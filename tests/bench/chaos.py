@@ -171,6 +171,7 @@ def main():
     ap.add_argument("--source", required=True)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    args.build, args.source, args.out = (os.path.abspath(p) for p in (args.build, args.source, args.out))
     args.daemon = os.path.join(args.build, "gateway/main/mhhs-gatewayd")
     args.ctl = os.path.join(args.build, "gateway/main/mhhs-gatewayctl")
     args.tools = os.path.join(args.build, "tests/bench_mqtt")

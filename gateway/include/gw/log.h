@@ -37,6 +37,9 @@ class StderrLogger : public Logger {
 };
 
 // Lets through at most one message per `interval`; counts the ones held back.
+// Names the calling thread (top, perf, /proc/PID/task/*/comm): at most 15 characters are kept.
+void NameThread(const std::string& name);
+
 class RateLimiter {
  public:
   explicit RateLimiter(std::chrono::milliseconds interval) : interval_(interval) {}
