@@ -5,6 +5,7 @@
 #include <openssl/sha.h>
 
 #include <chrono>
+#include <map>
 #include <cstdio>
 #include <ctime>
 #include <sstream>
@@ -97,6 +98,35 @@ CREATE TABLE IF NOT EXISTS quarantine(
 );
 )sql";
 
+// Schema 3: a participant's certificate travels in every signature (about 1.5 kB); the
+// journal keeps each certificate once and the signature refers to it.
+constexpr const char* kSchemaV3 = R"sql(
+CREATE TABLE IF NOT EXISTS certificates(
+  id      TEXT PRIMARY KEY,
+  pem_b64 TEXT NOT NULL
+);
+)sql";
+
+// In a stored signature, "certificate":"<base64>" becomes "certificate@":"<id>".
+constexpr std::string_view kCertMember = "\"certificate\":\"";
+constexpr std::string_view kCertRefMember = "\"certificate@\":\"";
+
+// Splits the carried certificate out of `signature`. False when it carries none.
+bool SplitCertificate(const std::string& signature, std::string* stored, std::string* id, std::string* b64) {
+  size_t at = signature.find(kCertMember);
+  if (at == std::string::npos) return false;
+  size_t begin = at + kCertMember.size();
+  size_t end = signature.find('"', begin);  // base64 holds no quote and no escape
+  if (end == std::string::npos) return false;
+  b64->assign(signature, begin, end - begin);
+  *id = Sha256Hex(*b64).substr(0, 32);
+  stored->assign(signature, 0, at);
+  stored->append(kCertRefMember);
+  stored->append(*id);
+  stored->append(signature, end, std::string::npos);
+  return true;
+}
+
 const std::string kGenesis(64, '0');
 
 // Recipients are stored compactly as "role:mpid:dip_id" joined by ','. None of the three
@@ -179,7 +209,9 @@ Status Journal::Init() {
   if (!row.ok()) return row.status().Annotate(options_.path);
   if (!*row || (*mode)->Text(0) != "wal") return FailedPrecondition(options_.path + ": cannot switch the journal to WAL mode");
   (*mode)->Reset();
-  GW_RETURN_IF_ERROR(w.Exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=4000;"));
+  // Checkpoints (copying the WAL back into the database, with an fsync) run on their own
+  // thread, not inside the commit a source or sink is waiting for.
+  GW_RETURN_IF_ERROR(w.Exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=0;"));
 
   auto check = w.Prepare("PRAGMA quick_check");
   if (!check.ok()) return check.status();
@@ -192,11 +224,52 @@ Status Journal::Init() {
   GW_RETURN_IF_ERROR(Migrate(w));
   UpdateUsage(w);
   writer_db_ = std::move(db.value());
+  sqlite3_wal_hook(writer_db_->raw(), &Journal::OnWalCommit, this);
+  auto checkpointer = Db::Open(options_.path, false, false);
+  if (!checkpointer.ok()) return checkpointer.status();
+  checkpointer_ = std::thread([this, db = std::move(checkpointer.value())]() mutable {
+    NameThread("checkpoint");
+    CheckpointLoop(*db);
+  });
   writer_ = std::thread([this] {
     NameThread("journal");
     WriterLoop();
   });
   return Status::Ok();
+}
+
+int Journal::OnWalCommit(void* self, sqlite3* db, const char*, int pages) {
+  auto* j = static_cast<Journal*>(self);
+  j->wal_pages_.store(pages);
+  if (pages >= kCheckpointPages) {
+    if (pages >= kCheckpointPages * 16) {
+      // The background checkpoint cannot keep up (or a reader holds an old snapshot for
+      // long): the writer checkpoints itself rather than let the WAL grow without bound.
+      sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    }
+    j->checkpoint_cv_.notify_one();
+  }
+  return SQLITE_OK;
+}
+
+void Journal::CheckpointLoop(Db& db) {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(checkpoint_mu_);
+      checkpoint_cv_.wait_for(lock, std::chrono::seconds(1),
+                              [this] { return checkpoint_stop_ || wal_pages_.load() >= kCheckpointPages; });
+      if (checkpoint_stop_) return;
+    }
+    if (wal_pages_.load() < kCheckpointPages) continue;
+    int log = 0, done = 0;
+    if (sqlite3_wal_checkpoint_v2(db.raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done) == SQLITE_OK) {
+      // Frames left in the WAL count towards the next round; the writer restarts the WAL
+      // once every frame is back in the database.
+      wal_pages_.store(log - done);
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
 }
 
 Status Journal::Migrate(Db& db) {
@@ -207,7 +280,7 @@ Status Journal::Migrate(Db& db) {
                               " is newer than this build understands (" + std::to_string(kSchemaVersion) + ")");
   }
   // Each step moves the schema up one version in its own transaction.
-  const char* steps[] = {kSchemaV1, kSchemaV2};
+  const char* steps[] = {kSchemaV1, kSchemaV2, kSchemaV3};
   for (int64_t version = *v; version < kSchemaVersion; ++version) {
     GW_RETURN_IF_ERROR(db.Exec("BEGIN IMMEDIATE"));
     Status s = db.Exec(steps[version]);
@@ -245,6 +318,12 @@ Status Journal::ReloadAuditTip(Db& db) {
 }
 
 Journal::~Journal() {
+  {
+    std::lock_guard<std::mutex> lock(checkpoint_mu_);
+    checkpoint_stop_ = true;
+  }
+  checkpoint_cv_.notify_all();
+  if (checkpointer_.joinable()) checkpointer_.join();
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
     stopping_ = true;
@@ -443,6 +522,20 @@ Status Journal::Append(const std::string& source, const std::vector<Event>& even
     sealed.reserve(events.size());
     for (const Event& e : events) sealed.push_back(options_.cipher->Seal(e.payload, PayloadAad(e.id)));
   }
+  // Certificates are stored once; each signature keeps a reference.
+  // Every certificate this batch refers to is written with it (INSERT OR IGNORE: usually one).
+  std::vector<std::string> signatures(events.size());
+  std::map<std::string, std::string> new_certs;  // id -> base64
+  {
+    std::string id, b64;
+    for (size_t i = 0; i < events.size(); ++i) {
+      if (!SplitCertificate(events[i].signature, &signatures[i], &id, &b64)) {
+        signatures[i] = events[i].signature;
+        continue;
+      }
+      if (new_certs.find(id) == new_certs.end()) new_certs.emplace(id, b64);
+    }
+  }
   Status s = Write(
       [&](Db& db) -> Status {
         local = AppendResult();
@@ -460,6 +553,11 @@ Status Journal::Append(const std::string& source, const std::vector<Event>& even
         if (!ins.ok()) return ins.status();
         auto del = db.Prepare("INSERT INTO deliveries(seq,sink_id,updated_at,expires_at) VALUES(?,?,?,?)");
         if (!del.ok()) return del.status();
+        if (!new_certs.empty()) {
+          auto cert = db.Prepare("INSERT OR IGNORE INTO certificates(id, pem_b64) VALUES(?,?)");
+          if (!cert.ok()) return cert.status();
+          for (const auto& [id, b64] : new_certs) GW_RETURN_IF_ERROR((*cert)->Reset().Bind(1, id).Bind(2, b64).Run());
+        }
         for (size_t i = 0; i < events.size(); ++i) {
           const Event& e = events[i];
           Stmt& st = **ins;
@@ -467,7 +565,7 @@ Status Journal::Append(const std::string& source, const std::vector<Event>& even
               .Bind(1, e.id).Bind(2, e.type).Bind(3, e.event_code)
               .Bind(4, e.sender.mpid).Bind(5, e.sender.role).Bind(6, e.sender.dip_id)
               .Bind(7, EncodeRecipients(e.recipients)).Bind(8, e.created_at).Bind(9, e.correlation_id)
-              .BindBlob(10, sealed.empty() ? std::string_view(e.payload) : std::string_view(sealed[i])).Bind(11, e.signature).Bind(12, source).Bind(13, e.origin)
+              .BindBlob(10, sealed.empty() ? std::string_view(e.payload) : std::string_view(sealed[i])).Bind(11, signatures[i]).Bind(12, source).Bind(13, e.origin)
               .Bind(14, now);
           GW_RETURN_IF_ERROR(st.Run());
           if (db.Changes() == 0) {
@@ -653,6 +751,44 @@ Status ReadEvent(const Stmt& s, int c, const PayloadCipher* cipher, Event* e) {
 
 }  // namespace
 
+Status Journal::RestoreCertificate(Db& db, std::string* signature) {
+  size_t at = signature->find(kCertRefMember);
+  if (at == std::string::npos) return Status::Ok();
+  size_t begin = at + kCertRefMember.size();
+  size_t end = signature->find('"', begin);
+  if (end == std::string::npos) return DataLoss("stored signature: unterminated certificate reference");
+  const std::string id = signature->substr(begin, end - begin);
+  std::string b64;
+  {
+    std::lock_guard<std::mutex> lock(certs_mu_);
+    auto it = certs_.find(id);
+    if (it != certs_.end()) b64 = it->second;
+  }
+  if (b64.empty()) {
+    auto st = db.Prepare("SELECT pem_b64 FROM certificates WHERE id=?");
+    if (!st.ok()) return st.status();
+    auto row = (*st)->Bind(1, id).Step();
+    if (!row.ok()) return row.status();
+    if (!*row) {
+      (*st)->Reset();
+      return DataLoss("stored signature refers to certificate " + id + ", which the journal does not hold");
+    }
+    b64 = (*st)->Text(0);
+    (*st)->Reset();
+    std::lock_guard<std::mutex> lock(certs_mu_);
+    if (certs_.size() > 1024) certs_.clear();
+    certs_.emplace(id, b64);
+  }
+  std::string restored;
+  restored.reserve(signature->size() + b64.size());
+  restored.append(*signature, 0, at);
+  restored.append(kCertMember);
+  restored.append(b64);
+  restored.append(*signature, end, std::string::npos);
+  signature->swap(restored);
+  return Status::Ok();
+}
+
 Status Journal::FetchPending(const std::string& sink, int limit, std::vector<PendingDelivery>* out) {
   Reader r(this);
   GW_RETURN_IF_ERROR(r.status());
@@ -675,6 +811,7 @@ Status Journal::FetchPending(const std::string& sink, int limit, std::vector<Pen
     // A row that cannot be read (its key retired, its bytes damaged) must not stall the
     // sink: it is handed over with the reason, and the sink worker dead-letters it.
     Status read = ReadEvent(s, 4, options_.cipher.get(), &d.event);
+    if (read.ok()) read = RestoreCertificate(r.db(), &d.event.signature);
     if (!read.ok()) d.unreadable = read.ToString();
     out->push_back(std::move(d));
   }
@@ -924,6 +1061,7 @@ Status Journal::Trace(const std::string& event_id, EventTrace* out) {
   int64_t accepted = (*ev)->Int(2);
   Status read = ReadEvent(**ev, 3, options_.cipher.get(), &out->event);
   (*ev)->Reset();
+  if (read.ok()) read = RestoreCertificate(db, &out->event.signature);
   if (!read.ok()) return read;
   out->entries.clear();
   out->entries.push_back(TraceEntry{accepted, "accepted", "", "from source " + out->source + ", " + out->event.origin});

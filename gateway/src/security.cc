@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -164,10 +165,23 @@ StatusOr<std::string> Base64Decode(std::string_view text) {
   return out;
 }
 
+namespace {
+// Fetched once: OpenSSL 3 looks an algorithm up (under locks) each time EVP_sha256() or
+// EVP_aes_256_gcm() is used implicitly, which costs more than hashing a small payload.
+const EVP_MD* Sha256Md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+const EVP_CIPHER* Aes256Gcm() {
+  static EVP_CIPHER* c = EVP_CIPHER_fetch(nullptr, "AES-256-GCM", nullptr);
+  return c;
+}
+}  // namespace
+
 std::string Sha256(std::string_view bytes) {
   unsigned char md[32];
   unsigned int n = 0;
-  EVP_Digest(bytes.data(), bytes.size(), md, &n, EVP_sha256(), nullptr);
+  EVP_Digest(bytes.data(), bytes.size(), md, &n, Sha256Md(), nullptr);
   return std::string(reinterpret_cast<char*>(md), n);
 }
 
@@ -216,6 +230,11 @@ std::string EventStringToSign(const Event& e, const std::string& date, const std
 
 struct EventSigner::Key {
   PkeyPtr pkey;
+  std::mutex mu;
+  std::vector<EVP_PKEY_CTX*> idle;  // prepared signing contexts, one per concurrent signer
+  ~Key() {
+    for (EVP_PKEY_CTX* c : idle) EVP_PKEY_CTX_free(c);
+  }
 };
 
 EventSigner::~EventSigner() = default;
@@ -266,6 +285,7 @@ StatusOr<std::unique_ptr<EventSigner>> EventSigner::Load(const SecurityConfig& c
   s->cert_b64_ = Base64Encode(std::string_view(data, static_cast<size_t>(n)));
   s->cert_sha256_ = Sha256Hex(CertDer(cert.get()));
   s->embed_ = config.embed_certificate;
+  s->cert_member_ = s->embed_ ? ",\"certificate\":\"" + s->cert_b64_ + "\"" : ",\"certSha256\":\"" + s->cert_sha256_ + "\"";
   s->not_after_ = AsnTimeToUnix(X509_get0_notAfter(cert.get()));
   return s;
 }
@@ -273,32 +293,45 @@ StatusOr<std::unique_ptr<EventSigner>> EventSigner::Load(const SecurityConfig& c
 Status EventSigner::Sign(Event* e, const std::string& date) const {
   const std::string hash = Base64Encode(Sha256(e->payload));
   const std::string tbs = EventStringToSign(*e, date, hash);
-  std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-  size_t len = 0;
-  if (!ctx || EVP_DigestSignInit(ctx.get(), nullptr, EVP_sha256(), nullptr, key_->pkey.get()) != 1 ||
-      EVP_DigestSign(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(tbs.data()), tbs.size()) != 1) {
-    return Internal("signing: " + OpenSslError());
+  const std::string digest = Sha256(tbs);
+  // A prepared signing context from the pool (setting one up costs more than a P-256 signature).
+  EVP_PKEY_CTX* ctx = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(key_->mu);
+    if (!key_->idle.empty()) {
+      ctx = key_->idle.back();
+      key_->idle.pop_back();
+    }
   }
+  if (ctx == nullptr) {
+    ctx = EVP_PKEY_CTX_new(key_->pkey.get(), nullptr);
+    if (!ctx || EVP_PKEY_sign_init(ctx) != 1 || EVP_PKEY_CTX_set_signature_md(ctx, Sha256Md()) != 1 ||
+        (alg_ == "RS256" && EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) != 1)) {
+      EVP_PKEY_CTX_free(ctx);
+      return Internal("signing: " + OpenSslError());
+    }
+  }
+  size_t len = static_cast<size_t>(EVP_PKEY_get_size(key_->pkey.get()));
   std::string sig(len, '\0');
-  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(sig.data()), &len,
-                     reinterpret_cast<const unsigned char*>(tbs.data()), tbs.size()) != 1) {
-    return Internal("signing: " + OpenSslError());
+  int ok = EVP_PKEY_sign(ctx, reinterpret_cast<unsigned char*>(sig.data()), &len,
+                         reinterpret_cast<const unsigned char*>(digest.data()), digest.size());
+  {
+    std::lock_guard<std::mutex> lock(key_->mu);
+    key_->idle.push_back(ctx);
   }
+  if (ok != 1) return Internal("signing: " + OpenSslError());
   sig.resize(len);
   std::string out;
-  out.reserve(cert_b64_.size() + 512);
+  out.reserve(cert_member_.size() + 512);
   JsonWriter w(&out);
   w.BeginObject();
   w.Key("alg"); w.String(alg_);
   w.Key("date"); w.String(date);
   w.Key("contentHash"); w.String(hash);
   w.Key("value"); w.String(Base64Encode(sig));
-  if (embed_) {
-    w.Key("certificate"); w.String(cert_b64_);
-  } else {
-    w.Key("certSha256"); w.String(cert_sha256_);
-  }
   w.EndObject();
+  // The certificate member is the same for every event: written once at load, copied here.
+  out.insert(out.size() - 1, cert_member_);
   e->signature = std::move(out);
   return Status::Ok();
 }
@@ -699,7 +732,7 @@ std::string PayloadCipher::Seal(std::string_view plain, std::string_view aad) co
   std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx(EVP_CIPHER_CTX_new());
   int len = 0;
   unsigned char* ct = reinterpret_cast<unsigned char*>(out.data() + kHeaderLen);
-  bool ok = ctx && EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, reinterpret_cast<const unsigned char*>(k.key.data()), nonce) == 1 &&
+  bool ok = ctx && EVP_EncryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, reinterpret_cast<const unsigned char*>(k.key.data()), nonce) == 1 &&
             EVP_EncryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()), static_cast<int>(aad.size())) == 1 &&
             EVP_EncryptUpdate(ctx.get(), ct, &len, reinterpret_cast<const unsigned char*>(plain.data()), static_cast<int>(plain.size())) == 1 &&
             EVP_EncryptFinal_ex(ctx.get(), ct + len, &len) == 1 &&
@@ -721,7 +754,7 @@ StatusOr<std::string> PayloadCipher::Open(std::string_view sealed, std::string_v
   std::string tag(sealed.substr(kHeaderLen + n, kTagLen));
   std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx(EVP_CIPHER_CTX_new());
   int len = 0;
-  bool ok = ctx && EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, reinterpret_cast<const unsigned char*>(k->key.data()), nonce) == 1 &&
+  bool ok = ctx && EVP_DecryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, reinterpret_cast<const unsigned char*>(k->key.data()), nonce) == 1 &&
             EVP_DecryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()), static_cast<int>(aad.size())) == 1 &&
             EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len, ct, static_cast<int>(n)) == 1 &&
             EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagLen, tag.data()) == 1;

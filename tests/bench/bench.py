@@ -358,12 +358,12 @@ def chart(out_dir):
         log("gnuplot not found: no chart")
         return None
     png = os.path.join(out_dir, "delivered.png")
-    script = """set terminal png size 960,540
+    script = """set terminal png size 960,540 noenhanced
 set output '{png}'
 set title 'Events confirmed at the subscriber'
 set xlabel 'seconds from the first event in'
 set ylabel 'events'
-set key left top
+set key right bottom
 set grid
 plot '{d}/timeline-limit.dat' using 1:2 with lines lw 2 title 'limit (Paho, QoS 1, straight to the broker)', \\
      '{d}/timeline-gateway.dat' using 1:2 with lines lw 2 title 'gateway (files -> journal FULL -> broker)', \\

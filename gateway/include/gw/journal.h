@@ -29,6 +29,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "gw/security.h"
@@ -158,7 +159,7 @@ class Journal {
   Journal& operator=(const Journal&) = delete;
 
   // The schema version this build writes.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Stores `events` from `source` with a delivery row for each target, and the source's
   // `checkpoint` ("" leaves it as it is), in one durable transaction. Returns OK only after
@@ -249,6 +250,8 @@ class Journal {
   StatusOr<int64_t> SinkId(Db& db, const std::string& sink);
   // Sets the chain's tip from the audit table (or its anchor) on disk.
   Status ReloadAuditTip(Db& db);
+  // Puts the certificate a stored signature refers to back in place: the exact bytes received.
+  Status RestoreCertificate(Db& db, std::string* signature);
   // Appends an audit entry chained to the last (writer thread only).
   Status Audit(Db& db, int64_t at, const std::string& what, const std::string& event_id, const std::string& subject,
                const std::string& detail);
@@ -279,6 +282,18 @@ class Journal {
   std::atomic<bool> paused_{false};
 
   std::mutex readers_mu_;
+  // Checkpoints on their own thread and connection, when the WAL holds kCheckpointPages.
+  static constexpr int kCheckpointPages = 4000;
+  static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages);
+  void CheckpointLoop(Db& db);
+  std::atomic<int> wal_pages_{0};
+  std::mutex checkpoint_mu_;
+  std::condition_variable checkpoint_cv_;
+  bool checkpoint_stop_ = false;
+  std::thread checkpointer_;
+  // Certificates by id, as read back (schema 3 stores each once).
+  std::mutex certs_mu_;
+  std::unordered_map<std::string, std::string> certs_;
   std::vector<std::unique_ptr<Db>> readers_;
 };
 

@@ -95,6 +95,7 @@ class EventSigner {
   std::string alg_;
   std::string cert_b64_;  // base64 of the PEM
   std::string cert_sha256_;
+  std::string cert_member_;  // ,"certificate":"..." or ,"certSha256":"...", ready to append
   bool embed_ = true;
   int64_t not_after_ = 0;
 };

@@ -288,6 +288,46 @@ TEST_F(SecurityTest, ClaimedRolesMustBeTheSendersAndOurOwn) {
   EXPECT_NE(out.CheckOutbound(mine).find("role ADS is not this participant's (D, SDS)"), std::string::npos) << out.CheckOutbound(mine);
 }
 
+TEST_F(SecurityTest, JournalKeepsEachCertificateOnceAndGivesBackTheExactSignature) {
+  TempDir dir;
+  JournalOptions o;
+  o.path = dir / "journal.db";
+  auto j = Journal::Open(o);
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  auto signer = Signer("udms");
+  std::vector<Event> events;
+  for (int i = 0; i < 30; ++i) {
+    Event e = MakeEvent("UDMS", "cert-" + std::to_string(i));
+    ASSERT_TRUE(signer->Sign(&e, "2026-11-26T16:30:00Z").ok());
+    events.push_back(e);
+  }
+  ASSERT_TRUE((*j)->Append("inbox", events, {DeliveryTarget{"out", 0}}, "", nullptr).ok());
+  ASSERT_TRUE((*j)->Flush().ok());
+  std::vector<PendingDelivery> pending;
+  ASSERT_TRUE((*j)->FetchPending("out", 100, &pending).ok());
+  ASSERT_EQ(pending.size(), 30u);
+  auto trust = Trust();
+  for (size_t i = 0; i < pending.size(); ++i) {
+    EXPECT_EQ(pending[i].event.signature, events[i].signature) << i;
+    EXPECT_TRUE(trust->Verify(pending[i].event).ok());
+  }
+  // The certificate's text is in the journal once, not thirty times.
+  const std::string cert = events[0].signature.substr(events[0].signature.find("\"certificate\":\"") + 15, 200);
+  std::string bytes = gw::testing::ReadFileOrEmpty(dir / "journal.db") + gw::testing::ReadFileOrEmpty(dir / "journal.db-wal");
+  size_t count = 0;
+  for (size_t p = bytes.find(cert); p != std::string::npos; p = bytes.find(cert, p + 1)) ++count;
+  EXPECT_GE(count, 1u);
+  EXPECT_LE(count, 2u) << "once in the table (and perhaps once more in the WAL)";
+  // Another process reading the journal restores it too.
+  JournalOptions ro = o;
+  ro.read_only = true;
+  auto reader = Journal::Open(ro);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  EventTrace t;
+  ASSERT_TRUE((*reader)->Trace("cert-7", &t).ok());
+  EXPECT_EQ(t.event.signature, events[7].signature);
+}
+
 TEST_F(SecurityTest, CertificatesAreCachedByContent) {
   auto trust = Trust();
   for (int i = 0; i < 20; ++i) {
