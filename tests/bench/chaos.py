@@ -109,11 +109,14 @@ def scenario(args, name, files, owner, keys, run):
 def kill_rounds(args):
     def fn(gw_dir, names, gateway, state):
         rng = random.Random(args.seed)
-        drop(gw_dir, names)
+        # Files keep arriving across the rounds, so that every kill lands in the middle of
+        # work: a claim, a commit, a publish or an acknowledgement.
+        chunks = [names[i::args.rounds] for i in range(args.rounds)]
         for i in range(args.rounds):
-            time.sleep(rng.uniform(0.05, 0.8))
+            drop(gw_dir, chunks[i])
+            time.sleep(rng.uniform(0.02, 0.3))
             gateway.kill()
-            bench.log("kill: round %d: SIGKILL, restarting" % (i + 1))
+            bench.log("kill: round %d: SIGKILL after %d more file(s), restarting" % (i + 1, len(chunks[i])))
             gateway.start()
     return {"fn": fn}
 
