@@ -1,19 +1,13 @@
 #include "connectors/mqtt/mqtt_sink.h"
 
+#include <algorithm>
+
 #include "connectors/mqtt/mqtt_source.h"
-
-#include <mqtt/async_client.h>
-
 #include "gw/backoff.h"
 #include "gw/config.h"
-
-#include <deque>
-#include <sstream>
+#include "gw/log.h"
 
 namespace gw::connectors::mqtt {
-namespace {
-
-}  // namespace
 
 StatusOr<TopicTemplate> TopicTemplate::Parse(const std::string& text) {
   TopicTemplate t;
@@ -69,14 +63,15 @@ StatusOr<std::unique_ptr<Sink>> MqttSink::Create(const ConnectorContext& ctx) {
   auto uri = c.GetRequired("uri");
   if (!uri.ok()) return uri.status();
   o.uris = gw::SplitList(*uri);
-  for (const std::string& u : o.uris) {
-    if (u.rfind("tcp://", 0) != 0 && u.rfind("mqtt://", 0) != 0 && u.rfind("ssl://", 0) != 0 &&
-        u.rfind("mqtts://", 0) != 0 && u.rfind("ws://", 0) != 0 && u.rfind("wss://", 0) != 0) {
-      return c.Error("uri", "expected tcp://HOST:PORT or ssl://HOST:PORT (got \"" + u + "\")");
-    }
-    if (u.rfind("ssl://", 0) == 0 || u.rfind("mqtts://", 0) == 0) o.tls = true;
-  }
   if (o.uris.empty()) return c.Error("uri", "is required");
+  for (const std::string& u : o.uris) {
+    std::string host;
+    int port = 0;
+    bool tls = false;
+    Status st = ParseBrokerUri(u, &host, &port, &tls);
+    if (!st.ok()) return c.Error("uri", "expected tcp://HOST:PORT or ssl://HOST:PORT (got \"" + u + "\")");
+    if (tls) o.tls = true;
+  }
   auto id = c.GetRequired("client_id");
   if (!id.ok()) return id.status();
   o.client_id = *id;
@@ -85,7 +80,7 @@ StatusOr<std::unique_ptr<Sink>> MqttSink::Create(const ConnectorContext& ctx) {
   o.qos = static_cast<int>(*qos);
   auto topic = TopicTemplate::Parse(c.GetString("topic", "mhhs/{environment}/{type}/{sender_role}/{sender_mpid}"));
   if (!topic.ok()) return c.Error("topic", topic.status().message());
-  auto ka = c.GetInt("keepalive_s", 30, 1, 3600);
+  auto ka = c.GetInt("keepalive_s", 30, 2, 3600);
   if (!ka.ok()) return ka.status();
   auto ct = c.GetInt("connect_timeout_s", 10, 1, 600);
   if (!ct.ok()) return ct.status();
@@ -97,6 +92,9 @@ StatusOr<std::unique_ptr<Sink>> MqttSink::Create(const ConnectorContext& ctx) {
   if (!maxb.ok()) return maxb.status();
   auto rmax = c.GetInt("reconnect_max_ms", 30000, 100, 3600000);
   if (!rmax.ok()) return rmax.status();
+  std::string protocol = c.GetString("protocol", "3.1.1");
+  if (protocol != "3.1.1" && protocol != "5") return c.Error("protocol", "must be 3.1.1 or 5 (got \"" + protocol + "\")");
+  o.version = protocol == "5" ? 5 : 4;
   o.keepalive = std::chrono::seconds(*ka);
   o.connect_timeout = std::chrono::seconds(*ct);
   o.publish_timeout = std::chrono::seconds(*pt);
@@ -112,11 +110,6 @@ StatusOr<std::unique_ptr<Sink>> MqttSink::Create(const ConnectorContext& ctx) {
   o.username = w.username;
   o.password = w.password;
   if (!o.tls && (!o.ca_file.empty() || !o.cert_file.empty())) return c.Error("uri", "ca_file/cert_file are set but no URI uses ssl://");
-  // Paho speaks ssl:// only; mqtts:// is the same thing.
-  for (std::string& u : o.uris) {
-    if (u.rfind("mqtts://", 0) == 0) u = "ssl://" + u.substr(8);
-    if (u.rfind("mqtt://", 0) == 0) u = "tcp://" + u.substr(7);
-  }
   auto* sink = new MqttSink(ctx.name, std::move(o), std::move(*topic), ctx.gateway, ctx.logger);
   sink->reconnects_ = &MetricsOf(ctx).GetCounter("mqtt_connects", "Successful connections to the broker");
   return std::unique_ptr<Sink>(sink);
@@ -129,75 +122,94 @@ MqttSink::MqttSink(std::string name, MqttSinkOptions options, TopicTemplate topi
 MqttSink::~MqttSink() { Stop(); }
 
 Status MqttSink::Start() {
-  try {
-    // No Paho persistence: the journal is the store; unconfirmed events are simply redelivered.
-    // Paho refuses a publish once its own queue holds maxBufferedMessages (100 by default):
-    // leave room for the whole in-flight window.
-    client_ = std::make_unique<::mqtt::async_client>(options_.uris.front(), options_.client_id,
-                                                     options_.max_inflight * 2 + 16, nullptr);
-  } catch (const ::mqtt::exception& e) {
-    return FailedPrecondition("cannot create MQTT client for " + options_.uris.front() + ": " + e.what());
+  {
+    std::lock_guard<std::mutex> lock(client_mu_);
+    Status s = EnsureConnected();
+    if (!s.ok()) logger_.Warning(s.message() + "; will keep trying");
   }
-  Status s = EnsureConnected();
-  if (!s.ok()) logger_.Warning(s.message() + "; will keep trying");
+  // Between batches nothing else talks to the broker: the pinger keeps the connection alive
+  // (and notices a dead one) so that /readyz tells the truth and the next batch goes at once.
+  pinger_ = std::thread([this] {
+    NameThread("ping." + name_);
+    RunPinger();
+  });
   return Status::Ok();
 }
 
-bool MqttSink::Connected() const { return client_ && client_->is_connected(); }
+bool MqttSink::Connected() const { return connected_.load(); }
+
+void MqttSink::RunPinger() {
+  while (!stopping_) {
+    {
+      std::unique_lock<std::mutex> wait_lock(stop_mu_);
+      stop_cv_.wait_for(wait_lock, std::chrono::seconds(1), [this] { return stopping_.load(); });
+    }
+    if (stopping_) break;
+    std::unique_lock<std::mutex> lock(client_mu_, std::try_to_lock);
+    if (!lock.owns_lock()) continue;  // a batch is being delivered: that is traffic enough
+    if (!client_ || !client_->connected()) {
+      (void)EnsureConnected();  // reconnects in the background, within its back-off
+      continue;
+    }
+    // A broker that went away shows as a closed socket: noticed within a second.
+    Status s = client_->CheckAlive();
+    if (s.ok() && std::chrono::steady_clock::now() - last_traffic_ >= options_.keepalive / 2) s = client_->Ping();
+    if (!s.ok()) {
+      connected_.store(false);
+      logger_.Warning(s.message() + "; will reconnect");
+      continue;
+    }
+    if (std::chrono::steady_clock::now() - last_traffic_ >= options_.keepalive / 2) last_traffic_ = std::chrono::steady_clock::now();
+  }
+}
 
 Status MqttSink::EnsureConnected() {
-  if (client_->is_connected()) return Status::Ok();
+  if (client_ && client_->connected()) return Status::Ok();
+  connected_.store(false);
   auto now = std::chrono::steady_clock::now();
   if (now < next_connect_) return Unavailable("not connected to " + options_.uris.front() + " (next attempt pending)");
-  ::mqtt::connect_options opts;
-  opts.set_clean_session(true);
-  opts.set_keep_alive_interval(options_.keepalive);
-  opts.set_connect_timeout(options_.connect_timeout);
-  opts.set_max_inflight(options_.max_inflight);
-  opts.set_automatic_reconnect(false);
-  if (!options_.username.empty()) opts.set_user_name(options_.username);
-  if (!options_.password.empty()) opts.set_password(options_.password);
-  if (options_.tls) {
-    ::mqtt::ssl_options ssl;
-    if (!options_.ca_file.empty()) ssl.set_trust_store(options_.ca_file);
-    if (!options_.cert_file.empty()) {
-      ssl.set_key_store(options_.cert_file);
-      ssl.set_private_key(options_.key_file);
+  // The URIs are tried in order, the first one preferred, on every attempt.
+  std::string errors;
+  for (const std::string& uri : options_.uris) {
+    WireOptions w;
+    bool tls = false;
+    (void)ParseBrokerUri(uri, &w.host, &w.port, &tls);
+    w.tls = tls;
+    w.ca_file = options_.ca_file;
+    w.cert_file = options_.cert_file;
+    w.key_file = options_.key_file;
+    w.verify_hostname = options_.verify_hostname;
+    w.client_id = options_.client_id;
+    w.username = options_.username;
+    w.password = options_.password;
+    w.version = options_.version;
+    w.clean_session = true;  // the journal is the store: unconfirmed events are sent again
+    w.keepalive = options_.keepalive;
+    w.connect_timeout = options_.connect_timeout;
+    w.interrupter = &interrupt_;
+    auto client = std::make_unique<WireClient>(w);
+    Status s = client->Connect();
+    if (!s.ok()) {
+      errors += (errors.empty() ? "" : "; ") + std::string("cannot connect to ") + uri + ": " + s.message();
+      continue;
     }
-    ssl.set_enable_server_cert_auth(true);
-    ssl.set_verify(options_.verify_hostname);
-    ssl.set_ssl_version(MQTT_SSL_VERSION_TLS_1_2);
-    ssl.set_error_handler([this](const std::string& msg) {
-      std::lock_guard<std::mutex> lock(tls_error_mu_);
-      tls_error_ = msg;
-    });
-    opts.set_ssl(std::move(ssl));
+    client_ = std::move(client);
+    connected_.store(true);
+    last_traffic_ = std::chrono::steady_clock::now();
+    if (reconnects_) reconnects_->Increment();
+    if (connect_failures_ > 0) logger_.Notice("connected to " + uri + " after " + std::to_string(connect_failures_) + " failed attempt(s)");
+    else logger_.Info("connected to " + uri);
+    connect_failures_ = 0;
+    return Status::Ok();
   }
-  if (options_.uris.size() > 1) opts.set_servers(std::make_shared<::mqtt::string_collection>(options_.uris));
-  try {
-    auto tok = client_->connect(opts);
-    if (!tok->wait_for(options_.connect_timeout + std::chrono::seconds(1))) {
-      throw ::mqtt::exception(-1, "connect timed out");
-    }
-  } catch (const ::mqtt::exception& e) {
-    ++connect_failures_;
-    next_connect_ = now + JitteredBackoff(connect_failures_ + 1, std::chrono::milliseconds(250), options_.reconnect_max);
-    std::string tls;
-    {
-      std::lock_guard<std::mutex> lock(tls_error_mu_);
-      tls.swap(tls_error_);
-    }
-    return Unavailable("cannot connect to " + options_.uris.front() + ": " + e.what() + (tls.empty() ? "" : " (TLS: " + tls + ")"));
-  }
-  if (reconnects_) reconnects_->Increment();
-  if (connect_failures_ > 0) logger_.Notice("connected to " + options_.uris.front() + " after " + std::to_string(connect_failures_) + " failed attempt(s)");
-  else logger_.Info("connected to " + options_.uris.front());
-  connect_failures_ = 0;
-  return Status::Ok();
+  ++connect_failures_;
+  next_connect_ = now + JitteredBackoff(connect_failures_ + 1, std::chrono::milliseconds(250), options_.reconnect_max);
+  return Unavailable(errors);
 }
 
 std::vector<Status> MqttSink::Deliver(const std::vector<const Event*>& events) {
   std::vector<Status> results(events.size());
+  std::lock_guard<std::mutex> lock(client_mu_);
   if (stopping_) {
     for (Status& r : results) r = Unavailable("sink stopping");
     return results;
@@ -207,59 +219,52 @@ std::vector<Status> MqttSink::Deliver(const std::vector<const Event*>& events) {
     for (Status& r : results) r = conn;
     return results;
   }
-  struct InFlight { size_t index; ::mqtt::delivery_token_ptr token; };
-  std::deque<InFlight> window;
-  // After the first failure nothing new is published, so a retry resends the failed event
-  // before anything that follows it; only events already in flight may overtake it.
-  bool broken = false;
-  auto settle_one = [&]() {
-    InFlight f = std::move(window.front());
-    window.pop_front();
-    try {
-      if (!f.token->wait_for(options_.publish_timeout)) {
-        results[f.index] = Unavailable("no PUBACK within " + std::to_string(options_.publish_timeout.count()) + "s");
-        broken = true;
-      }
-    } catch (const ::mqtt::exception& e) {
-      results[f.index] = Unavailable(std::string("publish failed: ") + e.what());
-      broken = true;
-    }
-  };
-  std::string payload;
+  // Envelopes that may go; one too large is refused for good (never truncated) and the rest
+  // are not held back by it.
+  std::vector<OutboundMessage> out;
+  std::vector<size_t> index;
+  out.reserve(events.size());
+  index.reserve(events.size());
   for (size_t i = 0; i < events.size(); ++i) {
-    if (broken || stopping_) {
-      results[i] = Unavailable("connection lost during the batch");
-      continue;
-    }
-    payload.clear();
-    AppendEnvelopeJson(*events[i], &payload);
-    if (payload.size() > options_.max_message_bytes) {
-      results[i] = InvalidArgument("message of " + std::to_string(payload.size()) + " bytes exceeds max_message_bytes " +
+    OutboundMessage m;
+    m.payload.reserve(events[i]->payload.size() + events[i]->signature.size() + 512);
+    AppendEnvelopeJson(*events[i], &m.payload);
+    if (m.payload.size() > options_.max_message_bytes) {
+      results[i] = InvalidArgument("message of " + std::to_string(m.payload.size()) + " bytes exceeds max_message_bytes " +
                                    std::to_string(options_.max_message_bytes));
       continue;
     }
-    while (static_cast<int>(window.size()) >= options_.max_inflight) settle_one();
-    try {
-      auto msg = ::mqtt::make_message(topic_.Expand(*events[i], gw_), payload, options_.qos, false);
-      window.push_back(InFlight{i, client_->publish(msg)});
-    } catch (const ::mqtt::exception& e) {
-      results[i] = Unavailable(std::string("publish failed: ") + e.what());
-      broken = true;
-    }
+    m.topic = topic_.Expand(*events[i], gw_);
+    out.push_back(std::move(m));
+    index.push_back(i);
   }
-  while (!window.empty()) settle_one();
+  std::vector<Status> published;
+  client_->PublishBatch(out, options_.qos, static_cast<size_t>(options_.max_inflight), options_.publish_timeout, &published);
+  last_traffic_ = std::chrono::steady_clock::now();
+  for (size_t k = 0; k < index.size(); ++k) results[index[k]] = published[k];
+  if (!client_->connected()) {
+    connected_.store(false);
+    logger_.Warning("connection to the broker lost during a batch; will reconnect");
+  }
   return results;
 }
 
 void MqttSink::Stop() {
-  stopping_ = true;
-  if (client_ && client_->is_connected()) {
-    try {
-      client_->disconnect(std::chrono::milliseconds(2000))->wait_for(std::chrono::seconds(3));
-    } catch (const ::mqtt::exception&) {
-      // Already gone; nothing to release.
-    }
+  {
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    if (stopping_) return;
+    stopping_ = true;
   }
+  stop_cv_.notify_all();
+  // A Deliver() blocked on acknowledgements holds client_mu_: wake it by shutting the socket.
+  {
+    std::unique_lock<std::mutex> lock(client_mu_, std::try_to_lock);
+    if (!lock.owns_lock()) interrupt_.Interrupt();
+  }
+  if (pinger_.joinable()) pinger_.join();
+  std::lock_guard<std::mutex> lock(client_mu_);
+  if (client_) client_->Close();
+  connected_.store(false);
 }
 
 }  // namespace gw::connectors::mqtt

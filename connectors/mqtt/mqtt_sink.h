@@ -1,35 +1,39 @@
 // The `mqtt` sink: publishes each event's JSON envelope to the backbone and confirms it only
 // after the broker's PUBACK (QoS 1) or PUBCOMP (QoS 2).
 //
-// Up to `max_inflight` publishes are outstanding at once; Deliver() returns when each has
-// been confirmed or has failed. While disconnected it reports kUnavailable and reconnects on
-// the next call, no sooner than a back-off with full jitter allows. An envelope larger than
-// `max_message_bytes` is refused as kInvalidArgument (dead letter), never truncated.
+// It publishes with the project's own MQTT client (mqtt_wire.h): up to `max_inflight`
+// PUBLISH packets are outstanding at once, written many per system call, and Deliver()
+// returns when each has been confirmed or has failed. While disconnected it reports
+// kUnavailable and reconnects on the next call (or from its pinger thread between batches),
+// no sooner than a back-off with full jitter allows; the URIs are tried in order. An envelope
+// larger than `max_message_bytes` is refused as kInvalidArgument (dead letter), never
+// truncated. Between batches a pinger keeps the connection alive and notices a dead one.
 //
 // Config ([sink.NAME]): uri (required; a comma-separated list fails over in order),
 // client_id (required), qos (1), topic (template, default
 // mhhs/{environment}/{type}/{sender_role}/{sender_mpid}), keepalive_s (30),
 // connect_timeout_s (10), publish_timeout_s (30), max_inflight (256),
-// max_message_bytes (1048576), reconnect_max_ms (30000); TLS (ssl:// URIs): ca_file,
-// cert_file, key_file (mTLS), verify_hostname (true); username, password_file.
+// max_message_bytes (1048576), reconnect_max_ms (30000), protocol (3.1.1 or 5); TLS
+// (ssl:// or mqtts:// URIs): ca_file, cert_file, key_file (mTLS), verify_hostname (true);
+// username, password_file.
 // Topic placeholders: {environment} {type} {interface} {event_code} {sender_role}
 // {sender_mpid} {recipient_mpid} {participant_mpid}.
-// Thread-safety: as Sink. Paho's callbacks run on its own threads and touch only atomics.
+// Thread-safety: as Sink. The client is used under a mutex shared by Deliver() and the pinger.
 #ifndef GW_CONNECTORS_MQTT_MQTT_SINK_H_
 #define GW_CONNECTORS_MQTT_MQTT_SINK_H_
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include "mhhs/connector.h"
+#include "connectors/mqtt/mqtt_wire.h"
 
-namespace mqtt {
-class async_client;
-}
+#include "mhhs/connector.h"
 
 namespace gw::connectors::mqtt {
 
@@ -58,6 +62,7 @@ struct MqttSinkOptions {
   bool tls = false;
   std::string ca_file, cert_file, key_file, username, password;
   bool verify_hostname = true;
+  int version = 4;  // 4: MQTT 3.1.1, 5: MQTT 5
 };
 
 class MqttSink : public Sink {
@@ -79,20 +84,27 @@ class MqttSink : public Sink {
   void Stop() override;
 
  private:
+  // Connects when not connected (the caller holds client_mu_).
   Status EnsureConnected();
+  void RunPinger();
 
   std::string name_;
   MqttSinkOptions options_;
   TopicTemplate topic_;
   GatewayInfo gw_;
   Logger& logger_;
-  std::unique_ptr<::mqtt::async_client> client_;
-  std::atomic<bool> stopping_{false};
+  std::mutex client_mu_;  // guards client_ and the connection state below
+  std::unique_ptr<WireClient> client_;
+  SocketInterrupter interrupt_;
   int connect_failures_ = 0;
   std::chrono::steady_clock::time_point next_connect_{};
+  std::chrono::steady_clock::time_point last_traffic_{};
+  std::atomic<bool> connected_{false};
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+  std::atomic<bool> stopping_{false};
+  std::thread pinger_;
   Counter* reconnects_ = nullptr;
-  std::string tls_error_;  // the last TLS error Paho reported, for a clear message
-  std::mutex tls_error_mu_;
 };
 
 }  // namespace gw::connectors::mqtt

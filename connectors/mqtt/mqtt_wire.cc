@@ -12,8 +12,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <unordered_map>
 
 namespace gw::connectors::mqtt {
 namespace {
@@ -99,6 +102,16 @@ const char* ConnackReason(int version, int code) {
 
 }  // namespace
 
+void SocketInterrupter::Set(int fd) {
+  std::lock_guard<std::mutex> lock(mu_);
+  fd_ = fd;
+}
+
+void SocketInterrupter::Interrupt() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (fd_ >= 0) ::shutdown(fd_, SHUT_RDWR);
+}
+
 Status ParseBrokerUri(const std::string& uri, std::string* host, int* port, bool* tls) {
   size_t sep = uri.find("://");
   if (sep == std::string::npos) return InvalidArgument("expected SCHEME://HOST:PORT (got \"" + uri + "\")");
@@ -133,6 +146,7 @@ std::string WireClient::Where() const {
 
 Status WireClient::Fail(const std::string& what) {
   Status s = Unavailable(Where() + ": " + what);
+  if (options_.interrupter) options_.interrupter->Set(-1);
   if (ssl_) { SSL_free(ssl_); ssl_ = nullptr; }
   if (ctx_) { SSL_CTX_free(ctx_); ctx_ = nullptr; }
   if (fd_ >= 0) { ::close(fd_); fd_ = -1; }
@@ -141,10 +155,13 @@ Status WireClient::Fail(const std::string& what) {
 
 void WireClient::Close() {
   early_.clear();
+  rbuf_.clear();
+  rpos_ = 0;
   if (fd_ >= 0) {
     std::string d = options_.version == 5 ? std::string("\xE0\x01\x00", 3) : std::string("\xE0\x00", 2);
     (void)SendAll(d);
   }
+  if (options_.interrupter) options_.interrupter->Set(-1);
   if (ssl_) { SSL_shutdown(ssl_); SSL_free(ssl_); ssl_ = nullptr; }
   if (ctx_) { SSL_CTX_free(ctx_); ctx_ = nullptr; }
   if (fd_ >= 0) { ::close(fd_); fd_ = -1; }
@@ -271,6 +288,7 @@ Status WireClient::Connect() {
     return st;
   }
   session_present_ = (ack[0] & 1) != 0;
+  if (options_.interrupter) options_.interrupter->Set(fd_);
   return Status::Ok();
 }
 
@@ -346,6 +364,19 @@ Status WireClient::SendAll(const std::string& bytes) {
 
 Status WireClient::ReadExact(char* buf, size_t n, Clock::time_point deadline, bool allow_timeout_at_start) {
   size_t got = 0;
+  // Bytes already read from the socket come first: one recv() usually brings many packets.
+  auto take = [&] {
+    size_t k = std::min(n - got, rbuf_.size() - rpos_);
+    if (k) std::memcpy(buf + got, rbuf_.data() + rpos_, k);
+    got += k;
+    rpos_ += k;
+    if (rpos_ == rbuf_.size()) {
+      rbuf_.clear();
+      rpos_ = 0;
+    }
+  };
+  take();
+  char chunk[16384];
   while (got < n) {
     if (!(ssl_ && SSL_pending(ssl_) > 0)) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -361,21 +392,22 @@ Status WireClient::ReadExact(char* buf, size_t n, Clock::time_point deadline, bo
     }
     int r;
     if (ssl_) {
-      r = SSL_read(ssl_, buf + got, static_cast<int>(n - got));
+      r = SSL_read(ssl_, chunk, sizeof chunk);
       if (r <= 0) {
         int e = SSL_get_error(ssl_, r);
         if (e == SSL_ERROR_WANT_READ) continue;
         return Fail(e == SSL_ERROR_ZERO_RETURN ? "connection closed by the broker" : "read failed: " + SslErrors());
       }
     } else {
-      r = static_cast<int>(::recv(fd_, buf + got, n - got, 0));
+      r = static_cast<int>(::recv(fd_, chunk, sizeof chunk, 0));
       if (r == 0) return Fail("connection closed by the broker");
       if (r < 0) {
         if (errno == EINTR || errno == EAGAIN) continue;
         return Fail(std::string("read failed: ") + std::strerror(errno));
       }
     }
-    got += static_cast<size_t>(r);
+    rbuf_.append(chunk, static_cast<size_t>(r));
+    take();
   }
   last_received_ = Clock::now();
   return Status::Ok();
@@ -468,6 +500,140 @@ Status WireClient::Ack(const InboundMessage& m) {
   p.push_back(0x02);
   PutU16(&p, m.packet_id);
   return SendAll(p);
+}
+
+void WireClient::PublishBatch(const std::vector<OutboundMessage>& messages, int qos, size_t window,
+                              std::chrono::seconds timeout, std::vector<Status>* results) {
+  const size_t n = messages.size();
+  results->assign(n, Unavailable("not sent: an earlier message of the batch failed"));
+  if (fd_ < 0) {
+    results->assign(n, Unavailable(Where() + ": not connected"));
+    return;
+  }
+  std::unordered_map<uint16_t, size_t> pending;  // packet id -> message index
+  size_t next = 0;
+  bool failed = false;
+  std::string out;
+  auto lose_pending = [&](const Status& why) {
+    for (const auto& [id, i] : pending) (*results)[i] = why;
+    pending.clear();
+  };
+  auto deadline = Clock::now() + timeout;
+  bool got_one = false;  // at least one acknowledgement read since the last refill
+  for (;;) {
+    // Fill the window (not while acknowledgements are still being taken in); many PUBLISH
+    // packets go out in one write.
+    out.clear();
+    while (!got_one && !failed && next < n && pending.size() < window && out.size() < (256u << 10)) {
+      const OutboundMessage& m = messages[next];
+      uint16_t id = next_id_++;
+      if (next_id_ == 0) next_id_ = 1;
+      out.push_back(static_cast<char>(qos == 2 ? 0x34 : 0x32));
+      PutVarint(&out, 2 + m.topic.size() + 2 + (options_.version == 5 ? 1 : 0) + m.payload.size());
+      PutStr(&out, m.topic);
+      PutU16(&out, id);
+      if (options_.version == 5) out.push_back(0);  // no properties
+      out.append(m.payload);
+      pending[id] = next++;
+    }
+    if (!out.empty()) {
+      Status s = SendAll(out);
+      if (!s.ok()) {
+        lose_pending(s);
+        return;
+      }
+    }
+    if (pending.empty()) {
+      if (failed || next >= n) return;
+      got_one = false;  // all confirmed: refill
+      continue;
+    }
+    // Wait for one acknowledgement, then take every one already here before refilling the
+    // window, so that refills go out as one write, not one message per write.
+    uint8_t type = 0;
+    std::string body;
+    Status s = ReadPacket(&type, &body, got_one ? Clock::now() : deadline);
+    if (s.code() == StatusCode::kDeadlineExceeded) {
+      if (got_one) {
+        got_one = false;
+        continue;
+      }
+      Status why = Unavailable(Where() + ": no acknowledgement within " + std::to_string(timeout.count()) + " s");
+      Close();
+      lose_pending(why);
+      return;
+    }
+    if (!s.ok()) {
+      lose_pending(s);
+      return;
+    }
+    got_one = true;
+    const int kind = type >> 4;
+    if (kind == 13) continue;  // PINGRESP
+    if (kind == 14) {
+      lose_pending(Fail("disconnected by the broker"));
+      return;
+    }
+    if (kind != 4 && kind != 5 && kind != 7) continue;
+    size_t pos = 0;
+    uint16_t id = 0;
+    if (!GetU16(body, &pos, &id)) {
+      lose_pending(Fail("malformed acknowledgement"));
+      return;
+    }
+    auto it = pending.find(id);
+    if (it == pending.end()) continue;  // from an earlier, abandoned batch
+    const size_t index = it->second;
+    const int reason = (options_.version == 5 && body.size() >= 3) ? static_cast<uint8_t>(body[2]) : 0;
+    if (reason >= 0x80) {
+      // The broker refused this message (not authorised, quota, ...): stop here, keep order.
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "0x%02X", reason);
+      (*results)[index] = Unavailable(Where() + ": the broker refused the message (reason " + hex + ")");
+      pending.erase(it);
+      failed = true;
+      continue;
+    }
+    if (kind == 5) {  // PUBREC: release it, then wait for PUBCOMP
+      std::string rel("\x62\x02", 2);
+      PutU16(&rel, id);
+      Status w = SendAll(rel);
+      if (!w.ok()) {
+        lose_pending(w);
+        return;
+      }
+      continue;
+    }
+    (*results)[index] = Status::Ok();  // PUBACK (QoS 1) or PUBCOMP (QoS 2)
+    pending.erase(it);
+    deadline = Clock::now() + timeout;  // the broker is making progress
+  }
+}
+
+Status WireClient::Ping() {
+  GW_RETURN_IF_ERROR(SendAll(std::string("\xC0\x00", 2)));
+  auto deadline = Clock::now() + options_.connect_timeout;
+  for (;;) {
+    uint8_t type = 0;
+    std::string body;
+    Status s = ReadPacket(&type, &body, deadline);
+    if (s.code() == StatusCode::kDeadlineExceeded) return Fail("no PINGRESP");
+    if (!s.ok()) return s;
+    if ((type >> 4) == 13) return Status::Ok();
+    if ((type >> 4) == 14) return Fail("disconnected by the broker");
+  }
+}
+
+Status WireClient::CheckAlive() {
+  if (fd_ < 0) return Unavailable(Where() + ": not connected");
+  for (;;) {
+    uint8_t type = 0;
+    std::string body;
+    Status s = ReadPacket(&type, &body, Clock::now());
+    if (s.code() == StatusCode::kDeadlineExceeded) return Status::Ok();  // nothing waiting: alive
+    if (!s.ok()) return s;  // closed by the broker, or broken
+    if ((type >> 4) == 14) return Fail("disconnected by the broker");
+  }
 }
 
 }  // namespace gw::connectors::mqtt

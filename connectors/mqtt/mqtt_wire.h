@@ -1,10 +1,13 @@
-// A minimal MQTT 3.1.1 / 5 subscriber with manual acknowledgement, for the `mqtt` source.
+// A minimal MQTT 3.1.1 / 5 client: a subscriber with manual acknowledgement for the `mqtt`
+// source, and a batched publisher for the `mqtt` sink.
 //
 // Why not Paho: Paho C (1.3.12, Debian 12) sends the PUBACK for a QoS 1 message before the
 // application sees it, so a crash between the PUBACK and the journal commit would lose the
 // message. The gateway must acknowledge only after its journal commit; this client hands each
-// PUBLISH over with its packet id and sends the PUBACK when told to. Publishing stays with Paho
-// (the `mqtt` sink), where acknowledgement timing is the broker's.
+// PUBLISH over with its packet id and sends the PUBACK when told to. For publishing, Paho's
+// per-message cost (a token, a copy and a wake-up of its send thread per message) was a third
+// of the gateway's CPU; PublishBatch() writes a window's worth of PUBLISH packets per system
+// call and reads the acknowledgements from one buffer.
 //
 // Supports: TCP and TLS 1.2+ (OpenSSL: CA file, client certificate and key, hostname check),
 // username/password, persistent sessions (clean session off; MQTT 5 session expiry), QoS 1
@@ -17,6 +20,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -26,6 +30,18 @@ typedef struct ssl_st SSL;
 typedef struct ssl_ctx_st SSL_CTX;
 
 namespace gw::connectors::mqtt {
+
+// Wakes a thread blocked on a client's socket from another thread, by shutting the socket
+// down (the blocked call then fails and the client closes). Thread-safe.
+class SocketInterrupter {
+ public:
+  void Set(int fd);
+  void Interrupt();
+
+ private:
+  std::mutex mu_;  // a socket is never shut down after its number was given back
+  int fd_ = -1;
+};
 
 struct WireOptions {
   std::string host;
@@ -44,6 +60,12 @@ struct WireOptions {
   uint16_t receive_maximum = 1000;            // MQTT 5: unacknowledged messages we accept
   std::chrono::seconds keepalive{30};
   std::chrono::seconds connect_timeout{10};
+  SocketInterrupter* interrupter = nullptr;  // told about the socket while it is open
+};
+
+struct OutboundMessage {
+  std::string topic;
+  std::string payload;
 };
 
 struct InboundMessage {
@@ -74,6 +96,18 @@ class WireClient {
   StatusOr<bool> Receive(InboundMessage* out, std::chrono::milliseconds wait);
   // Acknowledges a message: PUBACK for QoS 1, PUBREC for QoS 2.
   Status Ack(const InboundMessage& m);
+  // Publishes `messages` in order with QoS `qos` (1 or 2), at most `window` unconfirmed at
+  // once. (*results)[i] is OK once the broker confirmed message i (PUBACK; PUBREC, PUBREL,
+  // PUBCOMP for QoS 2). After a refusal nothing new is sent (the rest are kUnavailable), so
+  // order is kept; a connection error, or `timeout` without any acknowledgement, closes the
+  // connection and leaves every unconfirmed message kUnavailable.
+  void PublishBatch(const std::vector<OutboundMessage>& messages, int qos, size_t window, std::chrono::seconds timeout,
+                    std::vector<Status>* results);
+  // PINGREQ, and waits for the PINGRESP. Errors close the connection.
+  Status Ping();
+  // Reads whatever the broker sent without waiting: notices a connection the broker closed
+  // (kUnavailable, and the connection is closed). OK when nothing is amiss.
+  Status CheckAlive();
   bool connected() const { return fd_ >= 0; }
   bool session_present() const { return session_present_; }
   // Sends DISCONNECT when connected and closes the socket.
@@ -101,6 +135,9 @@ class WireClient {
   std::chrono::steady_clock::time_point last_received_{};
   // Messages a resumed session delivered before the SUBACK; Receive() returns them first.
   std::deque<InboundMessage> early_;
+  // Read from the socket but not yet consumed.
+  std::string rbuf_;
+  size_t rpos_ = 0;
 };
 
 }  // namespace gw::connectors::mqtt

@@ -54,6 +54,38 @@ TEST_F(SkeletonTest, DroppedFilesArriveOnTheBackboneExactly) {
   EXPECT_NE(log.find("<4>source.inbox: rejected " + std::string(kBroken)), std::string::npos) << log;
 }
 
+// QoS 2 (PUBREC, PUBREL, PUBCOMP) and MQTT 5 on the sink's own client, each against the real
+// broker: every event arrives once, and the broker's log shows the protocol used.
+TEST_F(SkeletonTest, SinkDeliversWithQos2AndMqtt5) {
+  for (const char* variant : {"qos = 2\n", "qos = 2\nprotocol = 5\n", "qos = 1\nprotocol = 5\n"}) {
+    SCOPED_TRACE(variant);
+    config_path_.clear();
+    WriteConfig();
+    std::string text = ReadFileOrEmpty(config_path_);
+    text.replace(text.find("qos = 1\n"), 8, variant);
+    WriteFile(config_path_, text);
+    ::unlink((dir_ / "journal.db").c_str());
+    ::unlink((dir_ / "journal.db-wal").c_str());
+    ::unlink((dir_ / "journal.db-shm").c_str());
+    Subscriber sub(broker_.uri(), std::string("test-sub-q-") + std::to_string(std::hash<std::string>()(variant)));
+    sub.Connect();
+    StartGateway();
+    Drop(Samples() + "/D0010_UDMS_MRCY_0000475657.uff");
+    ASSERT_TRUE(WaitFor([&] { return sub.Count() >= 3; }, std::chrono::seconds(20))) << GatewayLog();
+    std::string out;
+    ASSERT_TRUE(WaitFor([&] {
+      RunCommand({CtlPath(), "--config", config_path_, "--json", "status"}, &out);
+      return out.find(R"("sink":"backbone","pending":0,"delivered":3)") != std::string::npos;
+    }, std::chrono::seconds(10))) << out;
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(sub.Count(), 3u) << "each event once";
+    EXPECT_EQ(StopGateway(), 0);
+    ::rename((dir_ / "archive/D0010_UDMS_MRCY_0000475657.uff").c_str(), (dir_ / "done.uff").c_str());
+  }
+  std::string broker_log = ReadFileOrEmpty(broker_.dir() + "/mosquitto.log");
+  EXPECT_NE(broker_log.find("p5"), std::string::npos) << "an MQTT 5 connection was made: " << broker_log.substr(0, 2000);
+}
+
 TEST_F(SkeletonTest, KilledAfterIngestBeforeDeliveryLosesNothing) {
   // A persistent subscriber session exists before anything is published.
   {

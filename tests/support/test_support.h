@@ -96,6 +96,7 @@ class Mosquitto {
  public:
   // `listener_config` replaces the plain anonymous listener settings (for TLS and ACLs).
   explicit Mosquitto(std::string dir, int port = 0, std::string listener_config = "");
+  const std::string& dir() const { return dir_; }
   ~Mosquitto();
   // Starts (or restarts) the broker and waits until it accepts connections.
   void Start();
