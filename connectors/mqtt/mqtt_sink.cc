@@ -101,15 +101,15 @@ StatusOr<std::unique_ptr<Sink>> MqttSink::Create(const ConnectorContext& ctx) {
   o.max_inflight = static_cast<int>(*inflight);
   o.max_message_bytes = static_cast<size_t>(*maxb);
   o.reconnect_max = std::chrono::milliseconds(*rmax);
-  WireOptions w;
-  GW_RETURN_IF_ERROR(ReadTlsOptions(c, &w));
-  o.ca_file = w.ca_file;
-  o.cert_file = w.cert_file;
-  o.key_file = w.key_file;
-  o.verify_hostname = w.verify_hostname;
-  o.username = w.username;
-  o.password = w.password;
-  if (!o.tls && (!o.ca_file.empty() || !o.cert_file.empty())) return c.Error("uri", "ca_file/cert_file are set but no URI uses ssl://");
+  GW_RETURN_IF_ERROR(ReadTlsOptions(c, &o.wire));
+  if (!o.tls && (!o.wire.ca_file.empty() || !o.wire.cert_file.empty())) {
+    return c.Error("uri", "ca_file/cert_file are set but no URI uses ssl://");
+  }
+  o.wire.client_id = o.client_id;
+  o.wire.version = o.version;
+  o.wire.clean_session = true;  // the journal is the store: unconfirmed events are sent again
+  o.wire.keepalive = o.keepalive;
+  o.wire.connect_timeout = o.connect_timeout;
   auto* sink = new MqttSink(ctx.name, std::move(o), std::move(*topic), ctx.gateway, ctx.logger);
   sink->reconnects_ = &MetricsOf(ctx).GetCounter("mqtt_connects", "Successful connections to the broker");
   return std::unique_ptr<Sink>(sink);
@@ -171,21 +171,8 @@ Status MqttSink::EnsureConnected() {
   // The URIs are tried in order, the first one preferred, on every attempt.
   std::string errors;
   for (const std::string& uri : options_.uris) {
-    WireOptions w;
-    bool tls = false;
-    (void)ParseBrokerUri(uri, &w.host, &w.port, &tls);
-    w.tls = tls;
-    w.ca_file = options_.ca_file;
-    w.cert_file = options_.cert_file;
-    w.key_file = options_.key_file;
-    w.verify_hostname = options_.verify_hostname;
-    w.client_id = options_.client_id;
-    w.username = options_.username;
-    w.password = options_.password;
-    w.version = options_.version;
-    w.clean_session = true;  // the journal is the store: unconfirmed events are sent again
-    w.keepalive = options_.keepalive;
-    w.connect_timeout = options_.connect_timeout;
+    WireOptions w = options_.wire;
+    (void)ParseBrokerUri(uri, &w.host, &w.port, &w.tls);
     w.interrupter = &interrupt_;
     auto client = std::make_unique<WireClient>(w);
     Status s = client->Connect();

@@ -60,9 +60,8 @@ struct MqttSinkOptions {
   size_t max_message_bytes = 1 << 20;
   std::chrono::milliseconds reconnect_max{30000};
   bool tls = false;
-  std::string ca_file, cert_file, key_file, username, password;
-  bool verify_hostname = true;
-  int version = 4;  // 4: MQTT 3.1.1, 5: MQTT 5
+  int version = 4;   // 4: MQTT 3.1.1, 5: MQTT 5
+  WireOptions wire;  // TLS, credentials and session settings; host and port per URI
 };
 
 class MqttSink : public Sink {

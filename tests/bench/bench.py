@@ -373,6 +373,20 @@ plot '{d}/timeline-limit.dat' using 1:2 with lines lw 2 title 'limit (Paho, QoS 
     return png
 
 
+def prepare(args, workdir):
+    """Absolute paths, the binaries of the build tree, and a fresh OUT/WORKDIR."""
+    args.build, args.source, args.out = (os.path.abspath(p) for p in (args.build, args.source, args.out))
+    args.daemon = os.path.join(args.build, "gateway/main/mhhs-gatewayd")
+    args.ctl = os.path.join(args.build, "gateway/main/mhhs-gatewayctl")
+    args.tools = os.path.join(args.build, "tests/bench_mqtt")
+    args.pending_bench = os.path.join(args.build, "tests/pending_bench")
+    os.makedirs(args.out, exist_ok=True)
+    work = os.path.join(args.out, workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    return work
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=20000)
@@ -384,15 +398,7 @@ def main():
     ap.add_argument("--only", choices=["limit", "gateway", "alternative"], help="run one path (profiling)")
     ap.add_argument("--profile", action="store_true", help="gateway only, no analysis (under perf)")
     args = ap.parse_args()
-    args.build, args.source, args.out = (os.path.abspath(p) for p in (args.build, args.source, args.out))
-    args.daemon = os.path.join(args.build, "gateway/main/mhhs-gatewayd")
-    args.ctl = os.path.join(args.build, "gateway/main/mhhs-gatewayctl")
-    args.tools = os.path.join(args.build, "tests/bench_mqtt")
-    args.pending_bench = os.path.join(args.build, "tests/pending_bench")
-    os.makedirs(args.out, exist_ok=True)
-    work = os.path.join(args.out, "work")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    work = prepare(args, "work")
 
     files = make_corpus(args, work)
     keys = make_keys(work)
