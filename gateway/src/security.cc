@@ -196,6 +196,19 @@ std::string IsoUtc(int64_t unix_s) {
   return buf;
 }
 
+bool ParseIsoUtc(const std::string& text, int64_t* unix_s) {
+  struct tm tm {};
+  char z = 0;
+  if (text.size() != 20 || std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                                       &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &z) != 7 || z != 'Z') {
+    return false;
+  }
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  *unix_s = static_cast<int64_t>(timegm(&tm));
+  return true;
+}
+
 std::string EventStringToSign(const Event& e, const std::string& date, const std::string& content_hash) {
   std::string out;
   out.reserve(256);
@@ -292,8 +305,25 @@ StatusOr<std::unique_ptr<EventSigner>> EventSigner::Load(const SecurityConfig& c
 
 Status EventSigner::Sign(Event* e, const std::string& date) const {
   const std::string hash = Base64Encode(Sha256(e->payload));
-  const std::string tbs = EventStringToSign(*e, date, hash);
-  const std::string digest = Sha256(tbs);
+  auto sig = SignBytes(EventStringToSign(*e, date, hash));
+  if (!sig.ok()) return sig.status();
+  std::string out;
+  out.reserve(cert_member_.size() + 512);
+  JsonWriter w(&out);
+  w.BeginObject();
+  w.Key("alg"); w.String(alg_);
+  w.Key("date"); w.String(date);
+  w.Key("contentHash"); w.String(hash);
+  w.Key("value"); w.String(Base64Encode(*sig));
+  w.EndObject();
+  // The certificate member is the same for every event: written once at load, copied here.
+  out.insert(out.size() - 1, cert_member_);
+  e->signature = std::move(out);
+  return Status::Ok();
+}
+
+StatusOr<std::string> EventSigner::SignBytes(std::string_view data) const {
+  const std::string digest = Sha256(data);
   // A prepared signing context from the pool (setting one up costs more than a P-256 signature).
   EVP_PKEY_CTX* ctx = nullptr;
   {
@@ -321,19 +351,7 @@ Status EventSigner::Sign(Event* e, const std::string& date) const {
   }
   if (ok != 1) return Internal("signing: " + OpenSslError());
   sig.resize(len);
-  std::string out;
-  out.reserve(cert_member_.size() + 512);
-  JsonWriter w(&out);
-  w.BeginObject();
-  w.Key("alg"); w.String(alg_);
-  w.Key("date"); w.String(date);
-  w.Key("contentHash"); w.String(hash);
-  w.Key("value"); w.String(Base64Encode(sig));
-  w.EndObject();
-  // The certificate member is the same for every event: written once at load, copied here.
-  out.insert(out.size() - 1, cert_member_);
-  e->signature = std::move(out);
-  return Status::Ok();
+  return sig;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -450,43 +468,14 @@ size_t TrustStore::cached() const {
   return impl_->cache.size();
 }
 
-VerifyVerdict TrustStore::Verify(const Event& e) const {
-  if (e.signature.empty()) return Fail("signature_missing", "the event carries no signature");
-  // The signature object is small and untrusted: parse it fully, then check every member.
-  std::string alg, date, hash, value, cert_b64, cert_ref;
-  try {
-    Poco::JSON::Parser parser;
-    Poco::Dynamic::Var v = parser.parse(e.signature);
-    auto obj = v.extract<Poco::JSON::Object::Ptr>();
-    auto str = [&](const char* k, std::string* out) {
-      if (!obj->has(k)) return;
-      Poco::Dynamic::Var m = obj->get(k);
-      if (!m.isString()) throw std::runtime_error(std::string("signature ") + k + ": not a string");
-      *out = m.extract<std::string>();
-    };
-    str("alg", &alg);
-    str("date", &date);
-    str("contentHash", &hash);
-    str("value", &value);
-    str("certificate", &cert_b64);
-    str("certSha256", &cert_ref);
-  } catch (const std::exception& ex) {
-    return Fail("signature_malformed", std::string("signature: ") + ex.what());
-  }
-  if (alg != "RS256" && alg != "ES256") return Fail("signature_malformed", "signature alg: \"" + alg + "\" (RS256 or ES256 expected)");
-  if (date.empty() || hash.empty() || value.empty()) return Fail("signature_malformed", "signature: date, contentHash and value are required");
-  if (cert_b64.empty() && cert_ref.empty()) return Fail("signature_malformed", "signature: neither certificate nor certSha256");
-
-  // The content hash covers the exact payload bytes as they arrived.
-  if (Base64Encode(Sha256(e.payload)) != hash) return Fail("content_hash_mismatch", "signature contentHash does not match the payload");
-  auto sig = Base64Decode(value);
-  if (!sig.ok()) return Fail("signature_malformed", "signature value: " + sig.status().message());
-
+VerifyVerdict TrustStore::VerifyDetached(const std::string& cert_b64, const std::string& cert_ref, const std::string& data,
+                                         const std::string& signature, bool rsa_expected, const std::string& mpid) const {
   // A participant certificate is a few kilobytes; anything larger is not one.
   if (cert_b64.size() > kMaxCertificateBase64) {
     return Fail("signature_malformed", "signature certificate: " + std::to_string(cert_b64.size()) + " characters, more than " +
                                            std::to_string(kMaxCertificateBase64));
   }
+  if (cert_b64.empty() && cert_ref.empty()) return Fail("signature_malformed", "signature: no certificate");
   // The certificate: from the cache, or parsed and examined once.
   std::shared_ptr<const CertInfo> info;
   const std::string cache_key = cert_b64.empty() ? "ref:" + cert_ref : "b64:" + Sha256(cert_b64);
@@ -525,32 +514,65 @@ VerifyVerdict TrustStore::Verify(const Event& e) const {
   if (!info->verdict.ok()) return info->verdict;
   if (now < info->not_before) return Fail("certificate_expired", "certificate of " + JoinIdentities(info->identities) + " is not valid before " + IsoUtc(info->not_before));
   if (now > info->not_after) return Fail("certificate_expired", "certificate of " + JoinIdentities(info->identities) + " expired " + IsoUtc(info->not_after));
-  if (std::find(info->identities.begin(), info->identities.end(), e.sender.mpid) == info->identities.end()) {
-    return Fail("sender_mismatch", "the certificate names " + JoinIdentities(info->identities) + ", the envelope's sender is " + e.sender.mpid);
+  if (!mpid.empty() && std::find(info->identities.begin(), info->identities.end(), mpid) == info->identities.end()) {
+    return Fail("sender_mismatch", "the certificate names " + JoinIdentities(info->identities) + ", the sender is " + mpid);
   }
   const bool rsa = EVP_PKEY_get_base_id(info->pkey.get()) == EVP_PKEY_RSA;
-  if ((alg == "RS256") != rsa) return Fail("signature_malformed", "signature alg " + alg + " does not match the certificate's key type");
-
-  const std::string tbs = EventStringToSign(e, date, hash);
+  if (rsa_expected != rsa) return Fail("signature_malformed", std::string("signature algorithm ") + (rsa_expected ? "RS256" : "ES256") +
+                                                                " does not match the certificate's key type");
   std::unique_ptr<EVP_MD_CTX, MdCtxFree> ctx(EVP_MD_CTX_new());
-  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, EVP_sha256(), nullptr, info->pkey.get()) != 1) {
+  if (!ctx || EVP_DigestVerifyInit(ctx.get(), nullptr, Sha256Md(), nullptr, info->pkey.get()) != 1) {
     ERR_clear_error();
     return Fail("signature_invalid", "cannot set up verification");
   }
-  int ok = EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(sig->data()), sig->size(),
-                            reinterpret_cast<const unsigned char*>(tbs.data()), tbs.size());
+  int ok = EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
+                            reinterpret_cast<const unsigned char*>(data.data()), data.size());
   ERR_clear_error();
   if (ok != 1) return Fail("signature_invalid", "the signature does not verify with the certificate of " + JoinIdentities(info->identities));
+  return VerifyVerdict();
+}
+
+VerifyVerdict TrustStore::Verify(const Event& e) const {
+  if (e.signature.empty()) return Fail("signature_missing", "the event carries no signature");
+  // The signature object is small and untrusted: parse it fully, then check every member.
+  std::string alg, date, hash, value, cert_b64, cert_ref;
+  try {
+    Poco::JSON::Parser parser;
+    Poco::Dynamic::Var v = parser.parse(e.signature);
+    auto obj = v.extract<Poco::JSON::Object::Ptr>();
+    auto str = [&](const char* k, std::string* out) {
+      if (!obj->has(k)) return;
+      Poco::Dynamic::Var m = obj->get(k);
+      if (!m.isString()) throw std::runtime_error(std::string("signature ") + k + ": not a string");
+      *out = m.extract<std::string>();
+    };
+    str("alg", &alg);
+    str("date", &date);
+    str("contentHash", &hash);
+    str("value", &value);
+    str("certificate", &cert_b64);
+    str("certSha256", &cert_ref);
+  } catch (const std::exception& ex) {
+    return Fail("signature_malformed", std::string("signature: ") + ex.what());
+  }
+  if (alg != "RS256" && alg != "ES256") return Fail("signature_malformed", "signature alg: \"" + alg + "\" (RS256 or ES256 expected)");
+  if (date.empty() || hash.empty() || value.empty()) return Fail("signature_malformed", "signature: date, contentHash and value are required");
+  if (cert_b64.empty() && cert_ref.empty()) return Fail("signature_malformed", "signature: neither certificate nor certSha256");
+
+  // The content hash covers the exact payload bytes as they arrived.
+  if (Base64Encode(Sha256(e.payload)) != hash) return Fail("content_hash_mismatch", "signature contentHash does not match the payload");
+  auto sig = Base64Decode(value);
+  if (!sig.ok()) return Fail("signature_malformed", "signature value: " + sig.status().message());
+
+  const bool rsa_alg = alg == "RS256";
+  VerifyVerdict v = VerifyDetached(cert_b64, cert_ref, EventStringToSign(e, date, hash), *sig, rsa_alg, e.sender.mpid);
+  if (!v.ok()) return v;
+  const int64_t now = static_cast<int64_t>(std::time(nullptr));
   // The date is covered by the signature: only now is it worth reading.
-  struct tm tm {};
-  char z = 0;
-  if (date.size() != 20 || std::sscanf(date.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                                       &tm.tm_min, &tm.tm_sec, &z) != 7 || z != 'Z') {
+  int64_t signed_at = 0;
+  if (!ParseIsoUtc(date, &signed_at)) {
     return Fail("signature_malformed", "signature date: \"" + date + "\" is not YYYY-MM-DDTHH:MM:SSZ");
   }
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
-  const int64_t signed_at = static_cast<int64_t>(timegm(&tm));
   if (signed_at > now + 300) return Fail("signature_stale", "signature dated " + date + ", in the future (clock skew?)");
   if (max_age_s_ > 0 && now - signed_at > max_age_s_) {
     return Fail("signature_stale", "signature dated " + date + ", older than " + std::to_string(max_age_s_ / 86400) +

@@ -83,6 +83,11 @@ class EventSigner {
   // Fills e->signature for e->payload, dated `date` (ISO-8601 UTC, e.g. "2026-11-26T16:30:00Z").
   // Errors: kInternal when OpenSSL fails (it does not, short of memory).
   Status Sign(Event* e, const std::string& date) const;
+  // The raw signature over `data` (SHA-256; RSA PKCS#1 v1.5 or ECDSA DER), for other schemes
+  // that use the same key, such as the DIP's request signing.
+  StatusOr<std::string> SignBytes(std::string_view data) const;
+  // The certificate as base64 of its PEM.
+  const std::string& certificate_base64() const { return cert_b64_; }
 
   const std::string& algorithm() const { return alg_; }  // "RS256" or "ES256"
   // Seconds since the epoch when the certificate expires.
@@ -115,6 +120,14 @@ class TrustStore {
   ~TrustStore();
   TrustStore(const TrustStore&) = delete;
   TrustStore& operator=(const TrustStore&) = delete;
+
+  // Checks a detached signature over `data`: the certificate (base64 of its PEM, or when that
+  // is empty the SHA-256 `cert_ref` of a pinned one) against the trust store, its validity
+  // dates, key usage and key strength, and — when `mpid` is not empty — that it names `mpid`;
+  // then `signature` (raw bytes) with its key, SHA-256, RSA PKCS#1 v1.5 when `rsa`, else ECDSA.
+  // Codes as Verify().
+  VerifyVerdict VerifyDetached(const std::string& cert_b64, const std::string& cert_ref, const std::string& data,
+                               const std::string& signature, bool rsa, const std::string& mpid) const;
 
   // Checks e.signature against e.payload and the trust store. Codes: signature_missing,
   // signature_malformed, content_hash_mismatch, signature_invalid, certificate_untrusted,
@@ -219,6 +232,8 @@ StatusOr<std::string> ParseHexKey(const std::string& text, const std::string& wh
 
 // Seconds since the epoch as ISO-8601 UTC, "2026-11-26T16:30:00Z".
 std::string IsoUtc(int64_t unix_s);
+// Parses exactly that form back; false for anything else.
+bool ParseIsoUtc(const std::string& text, int64_t* unix_s);
 
 }  // namespace gw
 
