@@ -88,7 +88,7 @@ StatusOr<std::unique_ptr<Sink>> MqttSink::Create(const ConnectorContext& ctx) {
   if (!pt.ok()) return pt.status();
   auto inflight = c.GetInt("max_inflight", 256, 1, 65535);
   if (!inflight.ok()) return inflight.status();
-  auto maxb = c.GetInt("max_message_bytes", 1 << 20, 256, 256 << 20);
+  auto maxb = c.GetInt("max_message_bytes", 1 << 20, 256, 268435455 - 65536);
   if (!maxb.ok()) return maxb.status();
   auto rmax = c.GetInt("reconnect_max_ms", 30000, 100, 3600000);
   if (!rmax.ok()) return rmax.status();
@@ -99,6 +99,10 @@ StatusOr<std::unique_ptr<Sink>> MqttSink::Create(const ConnectorContext& ctx) {
   o.connect_timeout = std::chrono::seconds(*ct);
   o.publish_timeout = std::chrono::seconds(*pt);
   o.max_inflight = static_cast<int>(*inflight);
+  // A broker keeps state for every unfinished QoS 2 message and limits how many (Mosquitto:
+  // max_inflight_messages, 20 by default); MQTT 5 brokers announce their limit, 3.1.1 ones
+  // disconnect a client that exceeds it. Without the announcement, stay within the default.
+  if (o.qos == 2 && protocol != "5" && !c.Has("max_inflight")) o.max_inflight = 20;
   o.max_message_bytes = static_cast<size_t>(*maxb);
   o.reconnect_max = std::chrono::milliseconds(*rmax);
   GW_RETURN_IF_ERROR(ReadTlsOptions(c, &o.wire));
@@ -147,6 +151,7 @@ void MqttSink::RunPinger() {
     if (stopping_) break;
     std::unique_lock<std::mutex> lock(client_mu_, std::try_to_lock);
     if (!lock.owns_lock()) continue;  // a batch is being delivered: that is traffic enough
+    if (stopping_) break;
     if (!client_ || !client_->connected()) {
       (void)EnsureConnected();  // reconnects in the background, within its back-off
       continue;
@@ -168,9 +173,12 @@ Status MqttSink::EnsureConnected() {
   connected_.store(false);
   auto now = std::chrono::steady_clock::now();
   if (now < next_connect_) return Unavailable("not connected to " + options_.uris.front() + " (next attempt pending)");
+  // The old client goes first: its Close() must not clear the new socket from the interrupter.
+  client_.reset();
   // The URIs are tried in order, the first one preferred, on every attempt.
   std::string errors;
   for (const std::string& uri : options_.uris) {
+    if (stopping_) return Unavailable("sink stopping");
     WireOptions w = options_.wire;
     (void)ParseBrokerUri(uri, &w.host, &w.port, &w.tls);
     w.interrupter = &interrupt_;
@@ -202,6 +210,7 @@ std::vector<Status> MqttSink::Deliver(const std::vector<const Event*>& events) {
     return results;
   }
   Status conn = EnsureConnected();
+  if (conn.ok() && stopping_) conn = Unavailable("sink stopping");
   if (!conn.ok()) {
     for (Status& r : results) r = conn;
     return results;

@@ -249,6 +249,8 @@ Status WireClient::Connect() {
   }
   freeaddrinfo(res);
   if (fd_ < 0) return Unavailable(Where() + ": cannot connect: " + last_error);
+  // From here on another thread may interrupt the handshake, the CONNACK wait and all after.
+  if (options_.interrupter) options_.interrupter->Set(fd_);
   if (options_.tls) GW_RETURN_IF_ERROR(StartTls());
 
   std::string body;
@@ -288,7 +290,46 @@ Status WireClient::Connect() {
     return st;
   }
   session_present_ = (ack[0] & 1) != 0;
-  if (options_.interrupter) options_.interrupter->Set(fd_);
+  // MQTT 5: the broker says how many unacknowledged QoS 1/2 messages it takes (Receive
+  // Maximum) and how large a packet may be (Maximum Packet Size).
+  broker_receive_maximum_ = 65535;
+  broker_max_packet_ = 0;
+  if (options_.version == 5) {
+    size_t pos = 2, plen = 0;
+    if (GetVarint(ack, &pos, &plen) && pos + plen <= ack.size()) {
+      const size_t end = pos + plen;
+      while (pos < end) {
+        uint8_t id = static_cast<uint8_t>(ack[pos++]);
+        if (id == 0x21 && pos + 2 <= end) {
+          broker_receive_maximum_ = static_cast<uint16_t>((static_cast<uint8_t>(ack[pos]) << 8) | static_cast<uint8_t>(ack[pos + 1]));
+          pos += 2;
+        } else if (id == 0x27 && pos + 4 <= end) {
+          uint32_t v = 0;
+          for (int i = 0; i < 4; ++i) v = (v << 8) | static_cast<uint8_t>(ack[pos + i]);
+          broker_max_packet_ = v;
+          pos += 4;
+        } else if (id == 0x13 || id == 0x21 || id == 0x22) {
+          pos += 2;  // two-byte integers
+        } else if (id == 0x11 || id == 0x27) {
+          pos += 4;  // four-byte integers
+        } else if (id == 0x24 || id == 0x25 || id == 0x28 || id == 0x29 || id == 0x2A) {
+          pos += 1;  // bytes
+        } else if (id == 0x12 || id == 0x15 || id == 0x16 || id == 0x1A || id == 0x1C || id == 0x1F) {
+          uint16_t len = 0;  // strings and binary data
+          if (!GetU16(ack, &pos, &len)) break;
+          pos += len;
+        } else if (id == 0x26) {  // user property: two strings
+          uint16_t len = 0;
+          if (!GetU16(ack, &pos, &len)) break;
+          pos += len;
+          if (!GetU16(ack, &pos, &len)) break;
+          pos += len;
+        } else {
+          break;  // unknown: stop reading properties, keep the defaults
+        }
+      }
+    }
+  }
   return Status::Ok();
 }
 
@@ -347,6 +388,7 @@ Status WireClient::SendAll(const std::string& bytes) {
   while (off < bytes.size()) {
     int n;
     if (ssl_) {
+      ERR_clear_error();
       n = SSL_write(ssl_, bytes.data() + off, static_cast<int>(bytes.size() - off));
       if (n <= 0) return Fail("write failed: " + SslErrors());
     } else {
@@ -392,6 +434,7 @@ Status WireClient::ReadExact(char* buf, size_t n, Clock::time_point deadline, bo
     }
     int r;
     if (ssl_) {
+      ERR_clear_error();
       r = SSL_read(ssl_, chunk, sizeof chunk);
       if (r <= 0) {
         int e = SSL_get_error(ssl_, r);
@@ -510,6 +553,8 @@ void WireClient::PublishBatch(const std::vector<OutboundMessage>& messages, int 
     results->assign(n, Unavailable(Where() + ": not connected"));
     return;
   }
+  // The broker's own limit on unconfirmed messages (MQTT 5) caps the window.
+  window = std::max<size_t>(1, std::min<size_t>(window, broker_receive_maximum_));
   std::unordered_map<uint16_t, size_t> pending;  // packet id -> message index
   size_t next = 0;
   bool failed = false;
@@ -526,10 +571,18 @@ void WireClient::PublishBatch(const std::vector<OutboundMessage>& messages, int 
     out.clear();
     while (!got_one && !failed && next < n && pending.size() < window && out.size() < (256u << 10)) {
       const OutboundMessage& m = messages[next];
+      const size_t body_len = 2 + m.topic.size() + 2 + (options_.version == 5 ? 1 : 0) + m.payload.size();
+      if (m.topic.size() > 65535 || body_len > kMaxRemainingLength ||
+          (broker_max_packet_ > 0 && body_len + 5 > broker_max_packet_)) {
+        // Cannot be sent at all: refused for good, and it holds nothing else back.
+        (*results)[next++] = InvalidArgument("message of " + std::to_string(body_len) + " bytes (topic " + std::to_string(m.topic.size()) +
+                                             ") is larger than MQTT or this broker allows");
+        continue;
+      }
       uint16_t id = next_id_++;
       if (next_id_ == 0) next_id_ = 1;
       out.push_back(static_cast<char>(qos == 2 ? 0x34 : 0x32));
-      PutVarint(&out, 2 + m.topic.size() + 2 + (options_.version == 5 ? 1 : 0) + m.payload.size());
+      PutVarint(&out, body_len);
       PutStr(&out, m.topic);
       PutU16(&out, id);
       if (options_.version == 5) out.push_back(0);  // no properties
@@ -586,12 +639,16 @@ void WireClient::PublishBatch(const std::vector<OutboundMessage>& messages, int 
     const size_t index = it->second;
     const int reason = (options_.version == 5 && body.size() >= 3) ? static_cast<uint8_t>(body[2]) : 0;
     if (reason >= 0x80) {
-      // The broker refused this message (not authorised, quota, ...): stop here, keep order.
       char hex[8];
       std::snprintf(hex, sizeof hex, "0x%02X", reason);
-      (*results)[index] = Unavailable(Where() + ": the broker refused the message (reason " + hex + ")");
+      // Not authorised, a bad topic, too large, a bad payload format: this message never
+      // will be taken, so it becomes a dead letter and the others go on. Anything else
+      // (quota, server busy) is transient: stop here and keep order.
+      const bool permanent = reason == 0x87 || reason == 0x90 || reason == 0x95 || reason == 0x99;
+      std::string what = Where() + ": the broker refused the message (reason " + hex + ")";
+      (*results)[index] = permanent ? PermissionDenied(what) : Unavailable(what);
       pending.erase(it);
-      failed = true;
+      if (!permanent) failed = true;
       continue;
     }
     if (kind == 5) {  // PUBREC: release it, then wait for PUBCOMP

@@ -12,7 +12,8 @@
 // Supports: TCP and TLS 1.2+ (OpenSSL: CA file, client certificate and key, hostname check),
 // username/password, persistent sessions (clean session off; MQTT 5 session expiry), QoS 1
 // subscriptions (shared subscriptions are plain filters, `$share/GROUP/…`), keep-alive pings.
-// Thread-safety: one thread at a time; Close() may be called from another to interrupt.
+// Thread-safety: one thread at a time. To interrupt a blocked call from another thread, give
+// the client a SocketInterrupter (WireOptions::interrupter); nothing else is thread-safe.
 #ifndef GW_CONNECTORS_MQTT_MQTT_WIRE_H_
 #define GW_CONNECTORS_MQTT_MQTT_WIRE_H_
 
@@ -135,6 +136,10 @@ class WireClient {
   std::chrono::steady_clock::time_point last_received_{};
   // Messages a resumed session delivered before the SUBACK; Receive() returns them first.
   std::deque<InboundMessage> early_;
+  // What the broker announced in its CONNACK (MQTT 5); no limit otherwise.
+  uint16_t broker_receive_maximum_ = 65535;
+  uint32_t broker_max_packet_ = 0;  // 0: no limit announced
+  static constexpr size_t kMaxRemainingLength = 268435455;  // the largest an MQTT packet can say
   // Read from the socket but not yet consumed.
   std::string rbuf_;
   size_t rpos_ = 0;

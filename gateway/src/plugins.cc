@@ -54,7 +54,8 @@ Status PluginSet::Load(const std::string& path, ConnectorRegistry& registry) {
     ::dlclose(h);
     return FailedPrecondition(path + ": " + why);
   };
-  // The ABI number is data: it is read before any of the plugin's code runs.
+  // The ABI number is data: it is read before any entry point is called (only the loader
+  // has run the library's static constructors; mhhs/plugin.h asks plugins to keep them trivial).
   const auto* abi = static_cast<const std::uint32_t*>(::dlsym(h, "mhhs_gateway_plugin_abi"));
   if (abi == nullptr) return fail("not a gateway plugin (no mhhs_gateway_plugin_abi symbol; use MHHS_GATEWAY_PLUGIN)");
   if (*abi != MHHS_GATEWAY_PLUGIN_ABI) {

@@ -86,6 +86,89 @@ TEST_F(SkeletonTest, SinkDeliversWithQos2AndMqtt5) {
   EXPECT_NE(broker_log.find("p5"), std::string::npos) << "an MQTT 5 connection was made: " << broker_log.substr(0, 2000);
 }
 
+// More unfinished QoS 2 messages than the broker takes at once must not get the sink thrown
+// off: on MQTT 3.1.1 the window stays within Mosquitto's default of 20; on MQTT 5 it follows
+// the Receive Maximum the broker announces (5 here).
+TEST_F(SkeletonTest, Qos2WindowStaysWithinWhatTheBrokerTakes) {
+  std::string out;
+  ASSERT_EQ(RunCommand({"/usr/bin/python3", SourceDir() + "/tests/tools/gen_d0036.py", dir_ / "gen", "--mpans", "45", "--days", "1",
+                        "--from-mpid", "UDMS"}, &out), 0) << out;
+  Mosquitto strict(dir_ / "strict-broker", FreePort(), "allow_anonymous true\nmax_inflight_messages 5\n");
+  strict.Start();
+  for (const char* variant : {"protocol = 3.1.1\n", "protocol = 5\n"}) {
+    SCOPED_TRACE(variant);
+    const bool v5 = std::string(variant).find('5') != std::string::npos;
+    Mosquitto& broker = v5 ? strict : broker_;
+    config_path_.clear();
+    WriteConfig("[dip]\nrole = SDS\ndistributor_dip_id = 2509012345\n");
+    std::string text = ReadFileOrEmpty(config_path_);
+    text.replace(text.find("participant_role = D\n"), 21, "participant_role = C\ndip_id = 1009012345\n");
+    text.replace(text.find("qos = 1\n"), 8, std::string("qos = 2\n") + variant);
+    text.replace(text.find(broker_.uri()), broker_.uri().size(), broker.uri());
+    WriteFile(config_path_, text);
+    for (const char* f : {"journal.db", "journal.db-wal", "journal.db-shm"}) ::unlink((dir_ / f).c_str());
+    Subscriber sub(broker.uri(), std::string("qos2-window-") + (v5 ? "5" : "4"), "mhhs/#");
+    sub.Connect();
+    StartGateway();
+    Drop(dir_ / "gen/D0036_UDMS_MRCY_0003600000.uff");
+    ASSERT_TRUE(WaitFor([&] { return sub.Count() >= 45; }, std::chrono::seconds(30))) << sub.Count() << "\n" << GatewayLog();
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(sub.Count(), 45u);
+    EXPECT_EQ(GatewayLog().find("connection to the broker lost"), std::string::npos) << GatewayLog();
+    EXPECT_EQ(StopGateway(), 0);
+    ::rename((dir_ / "archive/D0036_UDMS_MRCY_0003600000.uff").c_str(), (dir_ / "gen/D0036_UDMS_MRCY_0003600000.uff").c_str());
+  }
+  strict.Stop();
+}
+
+// A broker that refuses a message for good (MQTT 5 reason 0x87, not authorised) makes it a
+// dead letter; the sink does not retry it for ever and nothing behind it waits.
+TEST_F(SkeletonTest, BrokerRefusalIsADeadLetterNotAnEndlessRetry) {
+  WriteFile(dir_ / "acl", "topic read #\n");
+  Mosquitto strict(dir_ / "acl-broker", FreePort(), "allow_anonymous true\nacl_file " + dir_ / "acl" + "\n");
+  strict.Start();
+  WriteConfig();
+  std::string text = ReadFileOrEmpty(config_path_);
+  text.replace(text.find("qos = 1\n"), 8, "qos = 1\nprotocol = 5\n");
+  text.replace(text.find(broker_.uri()), broker_.uri().size(), strict.uri());
+  WriteFile(config_path_, text);
+  StartGateway();
+  Drop(Samples() + "/D0010_UDMS_MRCY_0000475657.uff");
+  std::string out;
+  ASSERT_TRUE(WaitFor([&] {
+    RunCommand({CtlPath(), "--config", config_path_, "dead-letters", "list"}, &out);
+    return out.find("0x87") != std::string::npos && out.find("UDMS-0000475657-3") != std::string::npos;
+  }, std::chrono::seconds(20))) << out << GatewayLog();
+  EXPECT_EQ(StopGateway(), 0);
+  strict.Stop();
+}
+
+// Stop() interrupts a delivery blocked on a broker that stopped answering, also after the
+// sink has reconnected once (the new connection must be the one interrupted).
+TEST_F(SkeletonTest, StopInterruptsADeliveryStuckAfterAReconnect) {
+  WriteConfig();
+  std::string text = ReadFileOrEmpty(config_path_);
+  text.replace(text.find("qos = 1\n"), 8, "qos = 1\npublish_timeout_s = 120\n");
+  WriteFile(config_path_, text);
+  StartGateway();
+  broker_.Stop();
+  broker_.Start();
+  Drop(Samples() + "/D0010_UDMS_MRCY_0000475656.uff");
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("after 1 failed attempt") != std::string::npos ||
+                                   GatewayLog().find("2 event(s) confirmed") != std::string::npos; },
+                      std::chrono::seconds(20))) << GatewayLog();
+  // The broker freezes: the next delivery waits for acknowledgements that do not come.
+  ::kill(broker_.pid(), SIGSTOP);
+  Drop(Samples() + "/D0010_UDMS_MRCY_0000475657.uff");
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("0000475657.uff: 3 event(s) accepted") != std::string::npos; },
+                      std::chrono::seconds(20))) << GatewayLog();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  // shutdown_timeout_s is 3: without the interrupt the sink would wait out publish_timeout_s.
+  int rc = gateway_.Stop(SIGTERM, std::chrono::seconds(30));
+  ::kill(broker_.pid(), SIGCONT);
+  EXPECT_EQ(rc, 0) << "the daemon stopped within 30 s\n" << GatewayLog();
+}
+
 TEST_F(SkeletonTest, KilledAfterIngestBeforeDeliveryLosesNothing) {
   // A persistent subscriber session exists before anything is published.
   {

@@ -97,6 +97,7 @@ class Mosquitto {
   // `listener_config` replaces the plain anonymous listener settings (for TLS and ACLs).
   explicit Mosquitto(std::string dir, int port = 0, std::string listener_config = "");
   const std::string& dir() const { return dir_; }
+  pid_t pid() const { return process_.pid(); }
   ~Mosquitto();
   // Starts (or restarts) the broker and waits until it accepts connections.
   void Start();

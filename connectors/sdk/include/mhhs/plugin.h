@@ -10,7 +10,10 @@
 //
 // The gateway dlopen()s the file, reads the data symbol `mhhs_gateway_plugin_abi` and refuses
 // the plugin, naming the file and both numbers, unless it equals the gateway's own
-// MHHS_GATEWAY_PLUGIN_ABI; only then does it call `mhhs_gateway_plugin_register`. Types the
+// MHHS_GATEWAY_PLUGIN_ABI; only then does it call `mhhs_gateway_plugin_register`. The loader
+// itself runs a library's static constructors at dlopen(), before that check: keep a plugin's
+// globals trivial (no objects of SDK types at namespace scope), so that a plugin built for
+// another ABI is refused cleanly. Types the
 // plugin registers work exactly like the built-in `file`, `mqtt` and `sql`, which register
 // through the same ConnectorRegistry.
 //
@@ -52,6 +55,8 @@
       *error = s.ToString();                                                                                   \
     } catch (const std::exception& e) {                                                                        \
       *error = std::string("registration threw: ") + e.what();                                                \
+    } catch (...) {                                                                                            \
+      *error = "registration threw something that is not a std::exception";                                   \
     }                                                                                                          \
     return 1;                                                                                                  \
   }
