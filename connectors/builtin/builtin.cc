@@ -1,5 +1,6 @@
 #include "gw/connectors/builtin.h"
 
+#include "connectors/dip/dip_sink.h"
 #include "connectors/file/file_sink.h"
 #include "connectors/file/file_source.h"
 #include "connectors/mqtt/mqtt_sink.h"
@@ -15,6 +16,7 @@ Status RegisterBuiltinConnectors(ConnectorRegistry& registry) {
   GW_RETURN_IF_ERROR(registry.RegisterSource("mqtt", &mqtt::MqttSource::Create));
   GW_RETURN_IF_ERROR(registry.RegisterSource("sql", &sql::SqlSource::Create));
   GW_RETURN_IF_ERROR(registry.RegisterSink("sql", &sql::SqlSink::Create));
+  GW_RETURN_IF_ERROR(registry.RegisterSink("dip", &dip::DipSink::Create));
   return Status::Ok();
 }
 

@@ -1,0 +1,197 @@
+// The `dip` sink against the DIP simulator (tests/dip_sim) over mutual TLS with certificates
+// made by openssl: D0036 files become IF-021 submissions signed with the X-DIP-* scheme and
+// pass the published schema; a tampered request is refused; outage bursts and lost answers are
+// retried without loss or a second acceptance; a schema failure is a dead letter with MSG1001.
+#include <Poco/Net/Context.h>
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/Net/SSLManager.h>
+#include <Poco/StreamCopier.h>
+
+#include <sys/stat.h>
+
+#include <set>
+#include <sstream>
+
+#include "gw/dip.h"
+#include "tests/integration/gateway_fixture.h"
+
+namespace gw::testing {
+namespace {
+
+class DipTest : public GatewayTest {
+ protected:
+  static void SetUpTestSuite() {
+    Poco::Net::initializeSSL();
+    pki_ = new TempDir();
+    MakeTestPki(pki_->path());
+  }
+  static void TearDownTestSuite() {
+    delete pki_;
+    pki_ = nullptr;
+    Poco::Net::uninitializeSSL();
+  }
+  static std::string Pki(const std::string& n) { return *pki_ / n; }
+  static std::string Validator() { return SourceDir() + "/../shared/tools/dip-validate"; }
+
+  void StartSim(const std::vector<std::string>& extra = {}) {
+    WriteFile(dir_ / "api.key", "key-3f9a2c\n");
+    ::chmod((dir_ / "api.key").c_str(), 0600);
+    std::vector<std::string> argv = {GW_TEST_DIP_SIM, "--port", std::to_string(sim_port_), "--cert", Pki("server.crt"), "--key",
+                                     Pki("server.key"), "--ca", Pki("ca.crt"), "--api-key-file", dir_ / "api.key", "--out",
+                                     dir_ / "accepted.jsonl", "--validator", Validator()};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    sim_.Start(argv, dir_ / "sim.log");
+    ASSERT_TRUE(WaitFor([&] { return ReadFileOrEmpty(dir_ / "sim.log").find("listening") != std::string::npos || !sim_.Running(); },
+                        std::chrono::seconds(10)));
+    ASSERT_TRUE(sim_.Running()) << ReadFileOrEmpty(dir_ / "sim.log");
+  }
+
+  // The data service's gateway: D0036 files in, IF-021 to the DIP.
+  void WriteDipConfig(bool sink_validates = true) {
+    WriteConfig("[dip]\nrole = SDS\ndistributor_dip_id = 2509012345\n"
+                "[sink.dip]\ntype = dip\nbase_url = https://127.0.0.1:" + std::to_string(sim_port_) + "\ncert_file = " +
+                Pki("client.crt") + "\nkey_file = " + Pki("client.key") + "\nca_file = " + Pki("ca.crt") +
+                "\napi_key_file = " + dir_ / "api.key" + "\nmax_messages = 10\nretry_base_ms = 100\nretry_max_ms = 400\n" +
+                (sink_validates ? "validator = " + Validator() + "\n" : "") + "[route.dip]\nfrom = inbox\nto = dip\n");
+    std::string text = ReadFileOrEmpty(config_path_);
+    text.replace(text.find("participant_role = D\n"), 21, "participant_role = C\ndip_id = 1009012345\n");
+    // Only the DIP route: the fixture's backbone route goes.
+    const std::string fixture_route = "[route.all]\nfrom = inbox\nto = backbone\n";
+    text.replace(text.find(fixture_route), fixture_route.size(), "");
+    WriteFile(config_path_, text);
+  }
+
+  std::string MakeD0036(int mpans) {
+    std::string out;
+    EXPECT_EQ(RunCommand({"/usr/bin/python3", SourceDir() + "/tests/tools/gen_d0036.py", dir_ / "gen", "--mpans",
+                          std::to_string(mpans), "--days", "1", "--from-mpid", "UDMS"}, &out), 0) << out;
+    return dir_ / "gen/D0036_UDMS_MRCY_0003600000.uff";
+  }
+
+  // senderUniqueReference of every message the simulator accepted, in order.
+  std::vector<std::string> Accepted() {
+    std::vector<std::string> refs;
+    std::istringstream in(ReadFileOrEmpty(dir_ / "accepted.jsonl"));
+    std::string line;
+    while (std::getline(in, line)) {
+      size_t p = line.find("\"senderUniqueReference\":\"");
+      if (p != std::string::npos) refs.push_back(line.substr(p + 25, line.find('"', p + 25) - p - 25));
+    }
+    return refs;
+  }
+
+  std::string Status() {
+    std::string out;
+    RunCommand({CtlPath(), "--config", config_path_, "--json", "status"}, &out);
+    return out;
+  }
+
+  static TempDir* pki_;
+  int sim_port_ = FreePort();
+  Process sim_;
+};
+
+TempDir* DipTest::pki_ = nullptr;
+
+TEST_F(DipTest, SignedSubmissionsAreAcceptedOnce) {
+  StartSim();
+  WriteDipConfig();
+  StartGateway();
+  Drop(MakeD0036(25));
+  ASSERT_TRUE(WaitFor([&] { return Accepted().size() >= 25; }, std::chrono::seconds(60)))
+      << Accepted().size() << "\n" << GatewayLog() << ReadFileOrEmpty(dir_ / "sim.log");
+  std::vector<std::string> refs = Accepted();
+  EXPECT_EQ(std::set<std::string>(refs.begin(), refs.end()).size(), 25u) << "each message accepted once";
+  ASSERT_TRUE(WaitFor([&] { return Status().find(R"("sink":"dip","pending":0,"delivered":25)") != std::string::npos; },
+                      std::chrono::seconds(10))) << Status();
+  EXPECT_EQ(StopGateway(), 0);
+}
+
+TEST_F(DipTest, OutageBurstsAndLostAnswersAreRetriedWithoutLossOrASecondAcceptance) {
+  // Three 503s, then the first accepted request's answer is lost: the retry meets MSG1006.
+  StartSim({"--fail-first", "3", "--lose-answer", "1"});
+  WriteDipConfig();
+  StartGateway();
+  Drop(MakeD0036(30));
+  ASSERT_TRUE(WaitFor([&] { return Status().find(R"("sink":"dip","pending":0,"delivered":30)") != std::string::npos; },
+                      std::chrono::seconds(60))) << Status() << GatewayLog();
+  std::vector<std::string> refs = Accepted();
+  EXPECT_EQ(refs.size(), 30u) << "nothing lost, nothing accepted twice";
+  EXPECT_EQ(std::set<std::string>(refs.begin(), refs.end()).size(), 30u);
+  EXPECT_NE(GatewayLog().find("HTTP 503"), std::string::npos) << GatewayLog();
+  EXPECT_NE(GatewayLog().find("(MSG1006): an earlier attempt got through; delivered"), std::string::npos) << GatewayLog();
+  std::string out;
+  RunCommand({CtlPath(), "--config", config_path_, "dead-letters", "list"}, &out);
+  EXPECT_EQ(out.find("MSG"), std::string::npos) << out;
+  EXPECT_EQ(StopGateway(), 0);
+}
+
+TEST_F(DipTest, SchemaFailureIsADeadLetterWithTheDipsCode) {
+  StartSim();
+  // The sink does not validate here: the simulator (the DIP) does, and refuses the message.
+  WriteDipConfig(/*sink_validates=*/false);
+  std::string text = ReadFileOrEmpty(config_path_);
+  WriteFile(config_path_, text + "[source.market]\ntype = mqtt\nuri = " + broker_.uri() +
+                              "\nclient_id = dip-test-in\ntopics = mhhs/in/#\n[route.market]\nfrom = market\nto = dip\n");
+  StartGateway();
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("subscribed to") != std::string::npos; }, std::chrono::seconds(10)));
+  PublishAll(broker_.uri(), "mhhs/in/IF-021",
+             {R"({"v":1,"id":"bad-1","type":"IF-021","sender":{"mpid":"UDMS","role":"SDS"},"recipients":[],)"
+              R"("createdAt":"2026-11-26T10:00:00+00:00","correlationId":null,"payload":{"CommonBlock":{},"CustomBlock":{}}})"});
+  std::string out;
+  ASSERT_TRUE(WaitFor([&] {
+    RunCommand({CtlPath(), "--config", config_path_, "dead-letters", "list"}, &out);
+    return out.find("MSG1001 - Schema Failure") != std::string::npos;
+  }, std::chrono::seconds(30))) << out << GatewayLog();
+  EXPECT_NE(out.find("bad-1"), std::string::npos) << out;
+  EXPECT_TRUE(Accepted().empty());
+  EXPECT_EQ(StopGateway(), 0);
+}
+
+TEST_F(DipTest, TamperedOrUnsignedRequestsAreRefused) {
+  StartSim();
+  SecurityConfig sc;
+  sc.configured = true;
+  sc.key_file = Pki("client.key");
+  sc.certificate_file = Pki("client.crt");
+  auto signer = EventSigner::Load(sc, "UDMS");
+  ASSERT_TRUE(signer.ok()) << signer.status().ToString();
+  Poco::Net::Context::Ptr ctx = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, Pki("client.key"), Pki("client.crt"),
+                                                       Pki("ca.crt"), Poco::Net::Context::VERIFY_STRICT, 9, false);
+  const std::string url = "https://127.0.0.1:" + std::to_string(sim_port_) + "/dip-channel/IF-021";
+  auto post = [&](const std::string& body, const DipSignatureHeaders* h, std::string* answer) {
+    Poco::Net::HTTPSClientSession session("127.0.0.1", static_cast<Poco::UInt16>(sim_port_), ctx);
+    Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_POST, "/dip-channel/IF-021", Poco::Net::HTTPMessage::HTTP_1_1);
+    req.setContentType("application/json");
+    req.setContentLength(static_cast<std::streamsize>(body.size()));
+    req.set("X-API-Key", "key-3f9a2c");
+    if (h) {
+      req.set("X-DIP-Content-Hash", h->content_hash);
+      req.set("X-DIP-Signature-Date", h->date);
+      req.set("X-DIP-Signature", h->signature);
+      req.set("X-DIP-Signature-Certificate", h->certificate);
+    }
+    session.sendRequest(req) << body;
+    Poco::Net::HTTPResponse resp;
+    std::istream& in = session.receiveResponse(resp);
+    Poco::StreamCopier::copyToString(in, *answer);
+    return static_cast<int>(resp.getStatus());
+  };
+  const std::string body = R"([{"payload":{"CommonBlock":{},"CustomBlock":{}}}])";
+  auto h = SignDipRequest(**signer, "POST", url, body, IsoUtc(static_cast<int64_t>(std::time(nullptr))));
+  ASSERT_TRUE(h.ok());
+  std::string answer;
+  EXPECT_EQ(post(body + " ", &*h, &answer), 401) << answer;
+  EXPECT_NE(answer.find("content_hash_mismatch"), std::string::npos) << answer;
+  EXPECT_EQ(post(body, nullptr, &answer), 401) << answer;
+  EXPECT_NE(answer.find("signature_missing"), std::string::npos) << answer;
+  // Correctly signed, it passes the signature and meets the schema check.
+  EXPECT_EQ(post(body, &*h, &answer), 400) << answer;
+  EXPECT_NE(answer.find("MSG1001 - Schema Failure"), std::string::npos) << answer;
+  EXPECT_TRUE(Accepted().empty());
+}
+
+}  // namespace
+}  // namespace gw::testing
