@@ -1,6 +1,7 @@
 #include "gw/connectors/builtin.h"
 
 #include "connectors/dip/dip_sink.h"
+#include "connectors/dip/dip_source.h"
 #include "connectors/file/file_sink.h"
 #include "connectors/file/file_source.h"
 #include "connectors/mqtt/mqtt_sink.h"
@@ -17,6 +18,7 @@ Status RegisterBuiltinConnectors(ConnectorRegistry& registry) {
   GW_RETURN_IF_ERROR(registry.RegisterSource("sql", &sql::SqlSource::Create));
   GW_RETURN_IF_ERROR(registry.RegisterSink("sql", &sql::SqlSink::Create));
   GW_RETURN_IF_ERROR(registry.RegisterSink("dip", &dip::DipSink::Create));
+  GW_RETURN_IF_ERROR(registry.RegisterSource("dip", &dip::DipSource::Create));
   return Status::Ok();
 }
 

@@ -115,7 +115,7 @@ Pipeline::~Pipeline() { Stop(std::chrono::milliseconds(0)); }
 std::vector<std::string> Pipeline::MarketSources() const {
   std::lock_guard<std::mutex> lock(slots_mu_);
   std::vector<std::string> out;
-  for (const auto& s : sources_) if (s->market) out.push_back(s->name);
+  for (const auto& s : sources_) if (s->market && !s->authenticated) out.push_back(s->name);
   return out;
 }
 
@@ -198,7 +198,9 @@ Status Pipeline::MakeSource(const ConnectorConfig& c, std::unique_ptr<SourceSlot
   auto source = registry_.CreateSource(c, config_->gateway, *slot->logger, slot->metrics.get());
   if (!source.ok()) return source.status();
   slot->source = std::move(source.value());
-  slot->market = origin.empty() ? slot->source->Origin() == EventOrigin::kMarket : origin == "market";
+  const EventOrigin declared = slot->source->Origin();
+  slot->authenticated = declared == EventOrigin::kMarketAuthenticated;
+  slot->market = origin.empty() ? declared != EventOrigin::kLocal : origin == "market";
   slot->targets = config_->TargetsFor(c.name);
   if (slot->targets.empty()) logger_.Warning("[source." + c.name + "] has no route: its events are journalled but go nowhere");
   *out = std::move(slot);
@@ -512,7 +514,7 @@ Status Pipeline::Screen(SourceSlot* slot, SourceBatch* batch) {
   kept.reserve(batch->events.size());
   for (Event& e : batch->events) {
     std::string code;
-    std::string why = security_->CheckInbound(e, &code);
+    std::string why = security_->CheckInbound(e, &code, !slot->authenticated);
     if (why.empty()) {
       kept.push_back(std::move(e));
       continue;

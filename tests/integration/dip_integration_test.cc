@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "gw/dip.h"
+#include "gw/envelope.h"
 #include "tests/integration/gateway_fixture.h"
 
 namespace gw::testing {
@@ -191,6 +192,118 @@ TEST_F(DipTest, TamperedOrUnsignedRequestsAreRefused) {
   EXPECT_EQ(post(body, &*h, &answer), 400) << answer;
   EXPECT_NE(answer.find("MSG1001 - Schema Failure"), std::string::npos) << answer;
   EXPECT_TRUE(Accepted().empty());
+}
+
+}  // namespace
+}  // namespace gw::testing
+
+namespace gw::testing {
+namespace {
+
+// The other direction: the DIP calls the gateway's webhook.
+class DipWebhookTest : public DipTest {
+ protected:
+  // The supplier's gateway: DIP webhook in, D0036 files out.
+  void StartReceiver() {
+    config_path_ = dir_ / "receiver.ini";
+    WriteFile(config_path_,
+              "[gateway]\nadmin_listen = off\nshutdown_timeout_s = 3\nparticipant_mpid = MRCY\nparticipant_role = X\n"
+              "environment = SIT\nflow_dir = " + SourceDir() + "/config/flows\nlog_level = debug\n"
+              "[journal]\npath = " + dir_ / "receiver.db" + "\n"
+              "[source.dip]\ntype = dip\nlisten = 127.0.0.1:" + std::to_string(hook_port_) + "\ncert_file = " + Pki("server.crt") +
+              "\nkey_file = " + Pki("server.key") + "\nca_file = " + Pki("ca.crt") + "\ntrust_ca_file = " + Pki("ca.crt") +
+              "\nsender.1009012345 = UDMS\n"
+              "[sink.outbox]\ntype = file\ndirectory = " + dir_ / "outbox" + "\nretry_base_ms = 100\nretry_max_ms = 500\n"
+              "[route.in]\nfrom = dip\nto = outbox\n");
+    StartGateway();
+    ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("DIP webhook listening") != std::string::npos; }, std::chrono::seconds(10)));
+  }
+
+  // The DIP's side: a signed, mutually authenticated POST to the webhook.
+  int Call(const std::string& path, const std::string& body, bool sign, bool tamper, std::string* answer) {
+    SecurityConfig sc;
+    sc.configured = true;
+    sc.key_file = Pki("client.key");
+    sc.certificate_file = Pki("client.crt");
+    auto signer = EventSigner::Load(sc, "UDMS");
+    EXPECT_TRUE(signer.ok());
+    Poco::Net::Context::Ptr ctx = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, Pki("client.key"), Pki("client.crt"),
+                                                         Pki("ca.crt"), Poco::Net::Context::VERIFY_STRICT, 9, false);
+    Poco::Net::HTTPSClientSession session("127.0.0.1", static_cast<Poco::UInt16>(hook_port_), ctx);
+    Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_POST, path, Poco::Net::HTTPMessage::HTTP_1_1);
+    const std::string sent = tamper ? body + " " : body;
+    req.setContentType("application/json");
+    req.setContentLength(static_cast<std::streamsize>(sent.size()));
+    if (sign) {
+      auto h = SignDipRequest(**signer, "POST", "https://127.0.0.1:" + std::to_string(hook_port_) + path, body,
+                              IsoUtc(static_cast<int64_t>(std::time(nullptr))));
+      req.set("X-DIP-Content-Hash", h->content_hash);
+      req.set("X-DIP-Signature-Date", h->date);
+      req.set("X-DIP-Signature", h->signature);
+      req.set("X-DIP-Signature-Certificate", h->certificate);
+    }
+    session.sendRequest(req) << sent;
+    Poco::Net::HTTPResponse resp;
+    std::istream& in = session.receiveResponse(resp);
+    Poco::StreamCopier::copyToString(in, *answer);
+    return static_cast<int>(resp.getStatus());
+  }
+
+  // IF-021 payloads as the data service's gateway makes them, as a DIP message array.
+  std::string Payloads(const std::string& d0036) {
+    WriteFile(dir_ / "sender.ini", "[gateway]\nadmin_listen = off\nparticipant_mpid = UDMS\nparticipant_role = C\nenvironment = SIT\n"
+                                   "dip_id = 1009012345\n[dip]\nrole = SDS\ndistributor_dip_id = 2509012345\n[journal]\npath = " +
+                                       dir_ / "sender.db" + "\n");
+    std::string out;
+    EXPECT_EQ(RunCommand({CtlPath(), "--config", dir_ / "sender.ini", "--flow-dir", SourceDir() + "/config/flows", "convert", d0036}, &out), 0) << out;
+    std::string array = "[";
+    std::istringstream in(out);
+    std::string line;
+    while (std::getline(in, line)) {
+      auto e = ParseEnvelope(line);
+      if (!e.ok()) continue;
+      array += (array.size() > 1 ? "," : "") + std::string("{\"payload\":") + e->payload + "}";
+    }
+    return array + "]";
+  }
+
+  std::string Events() {
+    std::string out;
+    RunCommand({CtlPath(), "--config", config_path_, "--json", "status"}, &out);
+    return out;
+  }
+
+  int hook_port_ = FreePort();
+};
+
+TEST_F(DipWebhookTest, SignedCallbackIsJournalledThenAnsweredAndReachesTheOutboxAsD0036) {
+  StartReceiver();
+  const std::string d0036 = MakeD0036(4);
+  std::string answer;
+  ASSERT_EQ(Call("/webhook/IF-021", Payloads(d0036), true, false, &answer), 201) << answer << GatewayLog();
+  EXPECT_NE(answer.find("MSG0000 - Success"), std::string::npos) << answer;
+  // 201 came after the commit: the journal already holds the four events.
+  EXPECT_NE(Events().find(R"("events":4)"), std::string::npos) << Events();
+  ASSERT_TRUE(WaitFor([&] { return DtnRecordsInDir(dir_ / "outbox").size() == DtnRecords(ReadFileOrEmpty(d0036)).size(); },
+                      std::chrono::seconds(20))) << GatewayLog();
+  EXPECT_EQ(DtnRecordsInDir(dir_ / "outbox"), DtnRecords(ReadFileOrEmpty(d0036))) << "the supplier gets the data service's records";
+  // The DIP sending the same again (a retry) changes nothing.
+  ASSERT_EQ(Call("/webhook/IF-021", Payloads(d0036), true, false, &answer), 201) << answer;
+  EXPECT_NE(Events().find(R"("events":4)"), std::string::npos) << Events();
+  EXPECT_EQ(StopGateway(), 0);
+}
+
+TEST_F(DipWebhookTest, ForgedOrUnknownCallsAreRefusedAndNothingIsJournalled) {
+  StartReceiver();
+  const std::string body = Payloads(MakeD0036(2));
+  std::string answer;
+  EXPECT_EQ(Call("/webhook/IF-021", body, true, true, &answer), 401) << answer;
+  EXPECT_EQ(Call("/webhook/IF-021", body, false, false, &answer), 401) << answer;
+  EXPECT_EQ(Call("/webhook/IF-999", body, true, false, &answer), 400) << answer;
+  EXPECT_NE(answer.find("Unknown interface"), std::string::npos) << answer;
+  EXPECT_NE(Events().find(R"("events":0)"), std::string::npos) << Events();
+  EXPECT_NE(GatewayLog().find("refused a webhook call"), std::string::npos) << GatewayLog();
+  EXPECT_EQ(StopGateway(), 0);
 }
 
 }  // namespace

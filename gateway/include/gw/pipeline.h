@@ -104,7 +104,8 @@ class Pipeline {
   void SetSecurity(const Security* security) { security_ = security; }
 
   const PipelineCounters& counters() const { return counters_; }
-  // The sources whose events come from the market (EventOrigin::kMarket).
+  // The sources whose events come from the market and need their signatures verified by the
+  // core (EventOrigin::kMarket, or origin = market).
   std::vector<std::string> MarketSources() const;
   std::vector<SinkHealth> Sinks() const;
   // True while every source and sink loop has made a round within `stall` (or is idle and
@@ -124,7 +125,8 @@ class Pipeline {
     Counter* ingested = nullptr;
     Counter* duplicates = nullptr;
     Counter* commit_failures = nullptr;
-    bool market = false;  // its events come from the market: verified, not signed
+    bool market = false;         // its events come from the market: verified, not signed
+    bool authenticated = false;  // ... and the source authenticated them itself (entitlements only)
     RateLimiter rejection_log{std::chrono::seconds(10)};
   };
   struct SinkSlot {

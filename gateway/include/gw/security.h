@@ -218,7 +218,9 @@ struct Security {
   // Why an event from the market may not be taken in, or "" when it may: its signature
   // (when a trust store is configured), then the entitlements of its sender and of this
   // participant. `*code` gets the metrics reason.
-  std::string CheckInbound(const Event& e, std::string* code) const;
+  // With `verify_signature` false (a source that authenticated its input itself), only the
+  // entitlements are checked.
+  std::string CheckInbound(const Event& e, std::string* code, bool verify_signature = true) const;
   // Why this participant may not send `e`, or "".
   std::string CheckOutbound(const Event& e) const;
 };

@@ -89,7 +89,9 @@ struct Rejection {
 // systems (kLocal) with the participant's key, and verifies events from the market (kMarket)
 // against the trust store and the entitlement policy before they reach the journal; an event
 // that fails is quarantined or dropped, with an audit record, and never delivered.
-enum class EventOrigin { kLocal, kMarket };
+// kMarketAuthenticated: from the market, but the source has already authenticated its input
+// itself (the DIP's signed webhook requests): the core checks entitlements only.
+enum class EventOrigin { kLocal, kMarket, kMarketAuthenticated };
 
 // One unit of input that is committed atomically.
 struct SourceBatch {
