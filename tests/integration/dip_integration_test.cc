@@ -151,6 +151,30 @@ TEST_F(DipTest, SchemaFailureIsADeadLetterWithTheDipsCode) {
   EXPECT_EQ(StopGateway(), 0);
 }
 
+// With `validator`, the sink checks each payload itself and never sends one that fails: a
+// dead letter with the validator's reason, and the DIP sees nothing of it.
+TEST_F(DipTest, PayloadsFailingTheSchemaAreNeverSent) {
+  StartSim();
+  WriteDipConfig(/*sink_validates=*/true);
+  std::string text = ReadFileOrEmpty(config_path_);
+  WriteFile(config_path_, text + "[source.market]\ntype = mqtt\nuri = " + broker_.uri() +
+                              "\nclient_id = dip-test-in2\ntopics = mhhs/in/#\n[route.market]\nfrom = market\nto = dip\n");
+  StartGateway();
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("subscribed to") != std::string::npos; }, std::chrono::seconds(10)));
+  PublishAll(broker_.uri(), "mhhs/in/IF-021",
+             {R"({"v":1,"id":"bad-2","type":"IF-021","sender":{"mpid":"UDMS","role":"SDS"},"recipients":[],)"
+              R"("createdAt":"2026-11-26T10:00:00+00:00","correlationId":null,"payload":{"CommonBlock":{},"CustomBlock":{}}})"});
+  std::string out;
+  ASSERT_TRUE(WaitFor([&] {
+    RunCommand({CtlPath(), "--config", config_path_, "dead-letters", "list"}, &out);
+    return out.find("bad-2") != std::string::npos;
+  }, std::chrono::seconds(30))) << out << GatewayLog();
+  EXPECT_NE(out.find("schema:"), std::string::npos) << out;
+  EXPECT_EQ(out.find("MSG1001"), std::string::npos) << "refused before sending, not by the DIP: " << out;
+  EXPECT_TRUE(Accepted().empty());
+  EXPECT_EQ(StopGateway(), 0);
+}
+
 TEST_F(DipTest, TamperedOrUnsignedRequestsAreRefused) {
   StartSim();
   SecurityConfig sc;
