@@ -279,7 +279,7 @@ StatusOr<std::unique_ptr<EventSigner>> EventSigner::Load(const SecurityConfig& c
     return InvalidArgument(cert_path + ": the certificate does not belong to the key " + key_path);
   }
   std::vector<std::string> ids = Identities(cert.get());
-  if (std::find(ids.begin(), ids.end(), participant_mpid) == ids.end()) {
+  if (!participant_mpid.empty() && std::find(ids.begin(), ids.end(), participant_mpid) == ids.end()) {
     return InvalidArgument(cert_path + ": the certificate's subject names " + JoinIdentities(ids) +
                            ", not this gateway's participant_mpid " + participant_mpid);
   }

@@ -13,6 +13,9 @@
 //        appended to --out. With --lose-answer N, the first N accepted requests are recorded
 //        and then the connection is dropped without an answer (the sender must retry, and the
 //        retry meets MSG1006).
+// With --callback https://HOST:PORT, every accepted request is then published on to that
+// participant's webhook (POST {callback}/webhook/{interface}), as the DIP does: mutual TLS with
+// --client-cert/--client-key (which also sign the X-DIP-* headers), up to 3 attempts on 5xx.
 // Prints "listening" once ready. Stops on SIGTERM.
 #include <Poco/JSON/Array.h>
 #include <Poco/JSON/Object.h>
@@ -40,6 +43,13 @@
 #include <set>
 #include <sstream>
 
+#include <Poco/Net/HTTPRequest.h>
+#include <Poco/Net/HTTPResponse.h>
+#include <Poco/Net/HTTPSClientSession.h>
+#include <Poco/URI.h>
+
+#include <thread>
+
 #include "gw/dip.h"
 #include "gw/fs.h"
 
@@ -50,11 +60,13 @@ struct Options {
   std::string cert, key, ca, api_key, out, validator;
   int fail_first = 0;
   int lose_answer = 0;
+  std::string callback, client_cert, client_key;
 };
 
 struct State {
   Options o;
   std::unique_ptr<gw::TrustStore> trust;
+  std::unique_ptr<gw::EventSigner> signer;  // for callbacks
   std::mutex mu;
   std::set<std::string> accepted;  // senderUniqueReference
   int fail_left = 0;
@@ -62,6 +74,40 @@ struct State {
 };
 
 std::string Now() { return gw::IsoUtc(static_cast<int64_t>(std::time(nullptr))) ; }
+
+// Publishes `body` (accepted messages of `interface`) to the participant's webhook.
+void Callback(State* s, const std::string& interface, const std::string& body) {
+  Poco::URI base(s->o.callback);
+  const std::string path = "/webhook/" + interface;
+  const std::string url = s->o.callback + path;
+  for (int attempt = 1; attempt <= 3; ++attempt) {
+    try {
+      Poco::Net::Context::Ptr ctx = new Poco::Net::Context(Poco::Net::Context::TLS_CLIENT_USE, s->o.client_key, s->o.client_cert, s->o.ca,
+                                                           Poco::Net::Context::VERIFY_STRICT, 9, false);
+      Poco::Net::HTTPSClientSession session(base.getHost(), base.getPort(), ctx);
+      auto h = gw::SignDipRequest(*s->signer, "POST", url, body, gw::IsoUtc(static_cast<int64_t>(std::time(nullptr))));
+      if (!h.ok()) throw std::runtime_error(h.status().message());
+      Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_POST, path, Poco::Net::HTTPMessage::HTTP_1_1);
+      req.setContentType("application/json");
+      req.setContentLength(static_cast<std::streamsize>(body.size()));
+      req.set("X-DIP-Content-Hash", h->content_hash);
+      req.set("X-DIP-Signature-Date", h->date);
+      req.set("X-DIP-Signature", h->signature);
+      req.set("X-DIP-Signature-Certificate", h->certificate);
+      session.sendRequest(req) << body;
+      Poco::Net::HTTPResponse resp;
+      std::istream& in = session.receiveResponse(resp);
+      std::string answer;
+      Poco::StreamCopier::copyToString(in, answer);
+      int status = static_cast<int>(resp.getStatus());
+      std::cout << "callback " << url << ": " << status << std::endl;
+      if (status < 500) return;
+    } catch (const std::exception& e) {
+      std::cout << "callback " << url << ": " << e.what() << std::endl;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500 * attempt));
+  }
+}
 
 std::string Ref(const Poco::JSON::Object::Ptr& payload) {
   try {
@@ -169,6 +215,13 @@ class Handler : public Poco::Net::HTTPRequestHandler {
       ok.emplace_back(ref, "MSG0000 - Success");
     }
     out.flush();
+    if (!s_->o.callback.empty()) {
+      // The DIP publishes on to the recipient's webhook; the submitter does not wait for it.
+      std::string egress = "[";
+      for (size_t i = 0; i < texts.size(); ++i) egress += (i ? ",{\"payload\":" : "{\"payload\":") + texts[i] + "}";
+      egress += "]";
+      std::thread(Callback, s_, interface, egress).detach();
+    }
     if (s_->lose_left > 0) {
       --s_->lose_left;
       // Accepted, but the answer never reaches the sender.
@@ -228,6 +281,9 @@ int main(int argc, char** argv) {
     else if (k == "--validator") s.o.validator = v;
     else if (k == "--fail-first") s.o.fail_first = std::stoi(v);
     else if (k == "--lose-answer") s.o.lose_answer = std::stoi(v);
+    else if (k == "--callback") s.o.callback = v;
+    else if (k == "--client-cert") s.o.client_cert = v;
+    else if (k == "--client-key") s.o.client_key = v;
     else {
       std::cerr << "dip_sim: unknown option " << k << "\n";
       return 64;
@@ -251,6 +307,19 @@ int main(int argc, char** argv) {
     return 78;
   }
   s.trust = std::move(trust.value());
+  if (!s.o.callback.empty()) {
+    gw::SecurityConfig signing;
+    signing.configured = true;
+    signing.key_file = s.o.client_key;
+    signing.certificate_file = s.o.client_cert;
+    // The DIP's own certificate: whatever it names, it must be RSA and fit its key.
+    auto signer = gw::EventSigner::Load(signing, "");
+    if (!signer.ok()) {
+      std::cerr << "dip_sim: --client-cert/--client-key: " << signer.status().message() << "\n";
+      return 78;
+    }
+    s.signer = std::move(signer.value());
+  }
   Poco::Net::initializeSSL();
   sigset_t set;
   sigemptyset(&set);

@@ -317,6 +317,29 @@ TEST_F(DipWebhookTest, SignedCallbackIsJournalledThenAnsweredAndReachesTheOutbox
   EXPECT_EQ(StopGateway(), 0);
 }
 
+// Both directions through the simulator: the data service's gateway submits, the DIP
+// publishes on to the supplier's webhook, and the supplier's outbox gets the same D0036.
+TEST_F(DipWebhookTest, DataServiceToDipToSupplierEndToEnd) {
+  WriteDipConfig();
+  const std::string sender_config = config_path_;
+  StartReceiver();
+  StartSim({"--callback", "https://127.0.0.1:" + std::to_string(hook_port_), "--client-cert", Pki("client.crt"), "--client-key",
+            Pki("client.key")});
+  Process sender;
+  sender.Start({DaemonPath(), "--config", sender_config}, dir_ / "sender.log");
+  ASSERT_TRUE(WaitFor([&] { return ReadFileOrEmpty(dir_ / "sender.log").find("started:") != std::string::npos; },
+                      std::chrono::seconds(20))) << ReadFileOrEmpty(dir_ / "sender.log");
+  const std::string d0036 = MakeD0036(6);
+  Drop(d0036);
+  ASSERT_TRUE(WaitFor([&] { return DtnRecordsInDir(dir_ / "outbox").size() == DtnRecords(ReadFileOrEmpty(d0036)).size(); },
+                      std::chrono::seconds(60)))
+      << ReadFileOrEmpty(dir_ / "sender.log") << ReadFileOrEmpty(dir_ / "sim.log") << GatewayLog();
+  EXPECT_EQ(DtnRecordsInDir(dir_ / "outbox"), DtnRecords(ReadFileOrEmpty(d0036)));
+  EXPECT_NE(ReadFileOrEmpty(dir_ / "sim.log").find("/webhook/IF-021: 201"), std::string::npos) << ReadFileOrEmpty(dir_ / "sim.log");
+  EXPECT_EQ(sender.Stop(SIGTERM), 0);
+  EXPECT_EQ(StopGateway(), 0);
+}
+
 TEST_F(DipWebhookTest, ForgedOrUnknownCallsAreRefusedAndNothingIsJournalled) {
   StartReceiver();
   const std::string body = Payloads(MakeD0036(2));

@@ -74,7 +74,7 @@ class EventSigner {
   // Loads the key and certificate of `config`. Refuses (kInvalidArgument / kPermissionDenied /
   // kNotFound, naming the file): a key readable by group or others, an RSA key below 2048 bits,
   // an EC key not on P-256, a certificate that does not belong to the key, or one whose subject
-  // (CN or OU) does not name `participant_mpid`.
+  // (CN or OU) does not name `participant_mpid` (an empty one skips that check, for tools).
   static StatusOr<std::unique_ptr<EventSigner>> Load(const SecurityConfig& config, const std::string& participant_mpid);
   ~EventSigner();
   EventSigner(const EventSigner&) = delete;
