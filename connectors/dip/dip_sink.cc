@@ -239,10 +239,7 @@ void DipSink::Submit(const std::string& interface, const std::vector<const Event
     req.setContentType("application/json");
     req.setContentLength(static_cast<std::streamsize>(body.size()));
     req.set("X-API-Key", options_.api_key);
-    req.set("X-DIP-Content-Hash", headers->content_hash);
-    req.set("X-DIP-Signature-Date", headers->date);
-    req.set("X-DIP-Signature", headers->signature);
-    req.set("X-DIP-Signature-Certificate", headers->certificate);
+    for (const auto& [name, value] : DipHeaderFields(*headers)) req.set(name, value);
     session_->sendRequest(req) << body;
     Poco::Net::HTTPResponse resp;
     std::istream& in = session_->receiveResponse(resp);

@@ -7,6 +7,13 @@
 
 namespace gw {
 
+std::vector<std::pair<std::string, std::string>> DipHeaderFields(const DipSignatureHeaders& h) {
+  return {{"X-DIP-Content-Hash", h.content_hash},
+          {"X-DIP-Signature-Date", h.date},
+          {"X-DIP-Signature", h.signature},
+          {"X-DIP-Signature-Certificate", h.certificate}};
+}
+
 std::string DipStringToSign(const std::string& method, const std::string& url, const std::string& date,
                             const std::string& content_hash) {
   std::string lower = url;

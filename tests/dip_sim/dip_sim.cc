@@ -90,10 +90,7 @@ void Callback(State* s, const std::string& interface, const std::string& body) {
       Poco::Net::HTTPRequest req(Poco::Net::HTTPRequest::HTTP_POST, path, Poco::Net::HTTPMessage::HTTP_1_1);
       req.setContentType("application/json");
       req.setContentLength(static_cast<std::streamsize>(body.size()));
-      req.set("X-DIP-Content-Hash", h->content_hash);
-      req.set("X-DIP-Signature-Date", h->date);
-      req.set("X-DIP-Signature", h->signature);
-      req.set("X-DIP-Signature-Certificate", h->certificate);
+      for (const auto& [name, value] : gw::DipHeaderFields(*h)) req.set(name, value);
       session.sendRequest(req) << body;
       Poco::Net::HTTPResponse resp;
       std::istream& in = session.receiveResponse(resp);

@@ -89,6 +89,29 @@ class DipTest : public GatewayTest {
     return out;
   }
 
+  // An IF-021 event whose payload the schema refuses, published on the backbone and routed to
+  // the dip sink; returns `dead-letters list` once it shows `expect`. The DIP accepts nothing.
+  std::string DeadLetterForAnInvalidPayload(const std::string& id, bool sink_validates, const std::string& expect) {
+    StartSim();
+    WriteDipConfig(sink_validates);
+    std::string text = ReadFileOrEmpty(config_path_);
+    WriteFile(config_path_, text + "[source.market]\ntype = mqtt\nuri = " + broker_.uri() + "\nclient_id = dip-test-" + id +
+                                "\ntopics = mhhs/in/#\n[route.market]\nfrom = market\nto = dip\n");
+    StartGateway();
+    EXPECT_TRUE(WaitFor([&] { return GatewayLog().find("subscribed to") != std::string::npos; }, std::chrono::seconds(10)));
+    PublishAll(broker_.uri(), "mhhs/in/IF-021",
+               {R"({"v":1,"id":")" + id + R"(","type":"IF-021","sender":{"mpid":"UDMS","role":"SDS"},"recipients":[],)"
+                R"("createdAt":"2026-11-26T10:00:00+00:00","correlationId":null,"payload":{"CommonBlock":{},"CustomBlock":{}}})"});
+    std::string out;
+    EXPECT_TRUE(WaitFor([&] {
+      RunCommand({CtlPath(), "--config", config_path_, "dead-letters", "list"}, &out);
+      return out.find(expect) != std::string::npos;
+    }, std::chrono::seconds(30))) << out << GatewayLog();
+    EXPECT_TRUE(Accepted().empty());
+    EXPECT_EQ(StopGateway(), 0);
+    return out;
+  }
+
   static TempDir* pki_;
   int sim_port_ = FreePort();
   Process sim_;
@@ -130,49 +153,17 @@ TEST_F(DipTest, OutageBurstsAndLostAnswersAreRetriedWithoutLossOrASecondAcceptan
 }
 
 TEST_F(DipTest, SchemaFailureIsADeadLetterWithTheDipsCode) {
-  StartSim();
   // The sink does not validate here: the simulator (the DIP) does, and refuses the message.
-  WriteDipConfig(/*sink_validates=*/false);
-  std::string text = ReadFileOrEmpty(config_path_);
-  WriteFile(config_path_, text + "[source.market]\ntype = mqtt\nuri = " + broker_.uri() +
-                              "\nclient_id = dip-test-in\ntopics = mhhs/in/#\n[route.market]\nfrom = market\nto = dip\n");
-  StartGateway();
-  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("subscribed to") != std::string::npos; }, std::chrono::seconds(10)));
-  PublishAll(broker_.uri(), "mhhs/in/IF-021",
-             {R"({"v":1,"id":"bad-1","type":"IF-021","sender":{"mpid":"UDMS","role":"SDS"},"recipients":[],)"
-              R"("createdAt":"2026-11-26T10:00:00+00:00","correlationId":null,"payload":{"CommonBlock":{},"CustomBlock":{}}})"});
-  std::string out;
-  ASSERT_TRUE(WaitFor([&] {
-    RunCommand({CtlPath(), "--config", config_path_, "dead-letters", "list"}, &out);
-    return out.find("MSG1001 - Schema Failure") != std::string::npos;
-  }, std::chrono::seconds(30))) << out << GatewayLog();
+  std::string out = DeadLetterForAnInvalidPayload("bad-1", /*sink_validates=*/false, "MSG1001 - Schema Failure");
   EXPECT_NE(out.find("bad-1"), std::string::npos) << out;
-  EXPECT_TRUE(Accepted().empty());
-  EXPECT_EQ(StopGateway(), 0);
 }
 
 // With `validator`, the sink checks each payload itself and never sends one that fails: a
 // dead letter with the validator's reason, and the DIP sees nothing of it.
 TEST_F(DipTest, PayloadsFailingTheSchemaAreNeverSent) {
-  StartSim();
-  WriteDipConfig(/*sink_validates=*/true);
-  std::string text = ReadFileOrEmpty(config_path_);
-  WriteFile(config_path_, text + "[source.market]\ntype = mqtt\nuri = " + broker_.uri() +
-                              "\nclient_id = dip-test-in2\ntopics = mhhs/in/#\n[route.market]\nfrom = market\nto = dip\n");
-  StartGateway();
-  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("subscribed to") != std::string::npos; }, std::chrono::seconds(10)));
-  PublishAll(broker_.uri(), "mhhs/in/IF-021",
-             {R"({"v":1,"id":"bad-2","type":"IF-021","sender":{"mpid":"UDMS","role":"SDS"},"recipients":[],)"
-              R"("createdAt":"2026-11-26T10:00:00+00:00","correlationId":null,"payload":{"CommonBlock":{},"CustomBlock":{}}})"});
-  std::string out;
-  ASSERT_TRUE(WaitFor([&] {
-    RunCommand({CtlPath(), "--config", config_path_, "dead-letters", "list"}, &out);
-    return out.find("bad-2") != std::string::npos;
-  }, std::chrono::seconds(30))) << out << GatewayLog();
+  std::string out = DeadLetterForAnInvalidPayload("bad-2", /*sink_validates=*/true, "bad-2");
   EXPECT_NE(out.find("schema:"), std::string::npos) << out;
   EXPECT_EQ(out.find("MSG1001"), std::string::npos) << "refused before sending, not by the DIP: " << out;
-  EXPECT_TRUE(Accepted().empty());
-  EXPECT_EQ(StopGateway(), 0);
 }
 
 TEST_F(DipTest, TamperedOrUnsignedRequestsAreRefused) {
@@ -193,10 +184,7 @@ TEST_F(DipTest, TamperedOrUnsignedRequestsAreRefused) {
     req.setContentLength(static_cast<std::streamsize>(body.size()));
     req.set("X-API-Key", "key-3f9a2c");
     if (h) {
-      req.set("X-DIP-Content-Hash", h->content_hash);
-      req.set("X-DIP-Signature-Date", h->date);
-      req.set("X-DIP-Signature", h->signature);
-      req.set("X-DIP-Signature-Certificate", h->certificate);
+      for (const auto& [name, value] : DipHeaderFields(*h)) req.set(name, value);
     }
     session.sendRequest(req) << body;
     Poco::Net::HTTPResponse resp;
@@ -261,10 +249,7 @@ class DipWebhookTest : public DipTest {
     if (sign) {
       auto h = SignDipRequest(**signer, "POST", "https://127.0.0.1:" + std::to_string(hook_port_) + path, body,
                               IsoUtc(static_cast<int64_t>(std::time(nullptr))));
-      req.set("X-DIP-Content-Hash", h->content_hash);
-      req.set("X-DIP-Signature-Date", h->date);
-      req.set("X-DIP-Signature", h->signature);
-      req.set("X-DIP-Signature-Certificate", h->certificate);
+      for (const auto& [name, value] : DipHeaderFields(*h)) req.set(name, value);
     }
     session.sendRequest(req) << sent;
     Poco::Net::HTTPResponse resp;

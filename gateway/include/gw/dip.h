@@ -12,6 +12,8 @@
 #define GW_DIP_H_
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gw/security.h"
 #include "mhhs/status.h"
@@ -24,6 +26,9 @@ struct DipSignatureHeaders {
   std::string signature;     // X-DIP-Signature
   std::string certificate;   // X-DIP-Signature-Certificate
 };
+
+// The four headers as (name, value) pairs, in the order above, to set on a request.
+std::vector<std::pair<std::string, std::string>> DipHeaderFields(const DipSignatureHeaders& h);
 
 // "POST;https://dip.example/dip-channel/if-021;2026-11-26T16:30:00Z;<hash>": the method as
 // given, the URL lower-cased.
