@@ -18,17 +18,12 @@
 #include <map>
 #include <sstream>
 
+#include "connectors/dip/poco_ssl.h"
 #include "gw/dip.h"
 #include "gw/fs.h"
 
 namespace gw::connectors::dip {
 namespace {
-
-// Poco needs its SSL layer initialised once per process.
-struct SslInit {
-  SslInit() { Poco::Net::initializeSSL(); }
-  ~SslInit() { Poco::Net::uninitializeSSL(); }
-};
 
 bool Retryable(int status) {
   return status == 408 || status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
@@ -87,7 +82,7 @@ std::string SenderUniqueReference(const std::string& payload) {
 }  // namespace
 
 StatusOr<std::unique_ptr<Sink>> DipSink::Create(const ConnectorContext& ctx) {
-  static SslInit ssl;
+  EnsurePocoSsl();
   const ConfigSection& c = ctx.config;
   DipSinkOptions o;
   auto base = c.GetRequired("base_url");

@@ -19,17 +19,13 @@
 #include <sstream>
 
 #include "gw/config.h"
+#include "connectors/dip/poco_ssl.h"
 #include "gw/dip.h"
 #include "gw/fs.h"
 #include "mhhs/json.h"
 
 namespace gw::connectors::dip {
 namespace {
-
-struct SslInit {
-  SslInit() { Poco::Net::initializeSSL(); }
-  ~SslInit() { Poco::Net::uninitializeSSL(); }
-};
 
 std::string Str(const Poco::JSON::Object::Ptr& o, const char* key) {
   if (!o || !o->has(key) || o->isNull(key)) return "";
@@ -95,7 +91,7 @@ class Factory : public Poco::Net::HTTPRequestHandlerFactory {
 }  // namespace
 
 StatusOr<std::unique_ptr<Source>> DipSource::Create(const ConnectorContext& ctx) {
-  static SslInit ssl;
+  EnsurePocoSsl();
   const ConfigSection& c = ctx.config;
   DipSourceOptions o;
   auto listen = c.GetRequired("listen");

@@ -23,17 +23,9 @@ namespace {
 
 class DipTest : public GatewayTest {
  protected:
-  static void SetUpTestSuite() {
-    Poco::Net::initializeSSL();
-    pki_ = new TempDir();
-    MakeTestPki(pki_->path());
-  }
-  static void TearDownTestSuite() {
-    delete pki_;
-    pki_ = nullptr;
-    Poco::Net::uninitializeSSL();
-  }
-  static std::string Pki(const std::string& n) { return *pki_ / n; }
+  static void SetUpTestSuite() { Poco::Net::initializeSSL(); }
+  static void TearDownTestSuite() { Poco::Net::uninitializeSSL(); }
+  static std::string Pki(const std::string& n) { return SharedPki(n); }
   static std::string Validator() { return SourceDir() + "/../shared/tools/dip-validate"; }
 
   void StartSim(const std::vector<std::string>& extra = {}) {
@@ -112,12 +104,9 @@ class DipTest : public GatewayTest {
     return out;
   }
 
-  static TempDir* pki_;
   int sim_port_ = FreePort();
   Process sim_;
 };
-
-TempDir* DipTest::pki_ = nullptr;
 
 TEST_F(DipTest, SignedSubmissionsAreAcceptedOnce) {
   StartSim();

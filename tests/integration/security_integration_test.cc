@@ -19,15 +19,7 @@ constexpr const char* kMqttPassword = "mqtt-pw-71d9a3f0c2";
 
 class SecurityIntegrationTest : public GatewayTest {
  protected:
-  static void SetUpTestSuite() {
-    pki_ = new TempDir();
-    MakeSigningPki(pki_->path());
-  }
-  static void TearDownTestSuite() {
-    delete pki_;
-    pki_ = nullptr;
-  }
-  static std::string Pki(const std::string& name) { return *pki_ / name; }
+  static std::string Pki(const std::string& name) { return SharedPki(name); }
 
   void SetUp() override {
     WriteSecret(dir_ / "journal.key", std::string(kJournalKey) + "\n");
@@ -102,13 +94,10 @@ class SecurityIntegrationTest : public GatewayTest {
     return s.ok() ? std::move(s.value()) : nullptr;
   }
 
-  static TempDir* pki_;
   Process receiver_;
   std::string receiver_config_;
   int receiver_admin_ = FreePort();
 };
-
-TempDir* SecurityIntegrationTest::pki_ = nullptr;
 
 TEST_F(SecurityIntegrationTest, SignedBySenderVerifiedByReceiverAndNothingInTheClear) {
   WriteConfig(SenderSecurity(SourceDir() + "/config/policy.ini"));

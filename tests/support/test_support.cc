@@ -382,6 +382,16 @@ void MakeSigningPki(const std::string& dir) {
   ::chmod((dir + "/pinned-udms.key").c_str(), 0600);
 }
 
+std::string SharedPki(const std::string& name) {
+  static TempDir* dir = [] {
+    auto* d = new TempDir();  // lives as long as the process; removed by nobody but /tmp
+    MakeTestPki(d->path());
+    MakeSigningPki(d->path());
+    return d;
+  }();
+  return *dir / name;
+}
+
 Mosquitto::~Mosquitto() { Stop(); }
 
 void Mosquitto::Start() {

@@ -162,6 +162,9 @@ void MakeTestPki(const std::string& dir);
 // encipher-udms (keyUsage keyEncipherment only), rogue-udms (from other-ca), weak-udms
 // (RSA 1024) and pinned-udms (self-signed). Keys are mode 0600.
 void MakeSigningPki(const std::string& dir);
+// `name` in a folder holding both of the above, made once per test process and kept until it
+// ends (making keys takes seconds; every fixture that needs them shares one set).
+std::string SharedPki(const std::string& name);
 
 // The project's source tree and built binaries (from the build system).
 // The build tree the tests were built in (for `cmake --install`).

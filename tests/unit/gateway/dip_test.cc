@@ -11,23 +11,14 @@
 namespace gw {
 namespace {
 
-using gw::testing::TempDir;
 
 class DipSigningTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    pki_ = new TempDir();
-    gw::testing::MakeSigningPki(pki_->path());
-  }
-  static void TearDownTestSuite() {
-    delete pki_;
-    pki_ = nullptr;
-  }
   static std::unique_ptr<EventSigner> Signer(const std::string& name, const std::string& mpid = "UDMS") {
     SecurityConfig c;
     c.configured = true;
-    c.key_file = *pki_ / (name + ".key");
-    c.certificate_file = *pki_ / (name + ".crt");
+    c.key_file = gw::testing::SharedPki(name + ".key");
+    c.certificate_file = gw::testing::SharedPki(name + ".crt");
     auto s = EventSigner::Load(c, mpid);
     EXPECT_TRUE(s.ok()) << s.status().ToString();
     return s.ok() ? std::move(s.value()) : nullptr;
@@ -35,16 +26,13 @@ class DipSigningTest : public ::testing::Test {
   static std::unique_ptr<TrustStore> Trust() {
     SecurityConfig c;
     c.configured = true;
-    c.trust_ca_file = *pki_ / "ca.crt";
+    c.trust_ca_file = gw::testing::SharedPki("ca.crt");
     auto t = TrustStore::Load(c);
     EXPECT_TRUE(t.ok());
     return std::move(t.value());
   }
   static std::string Now() { return IsoUtc(static_cast<int64_t>(std::time(nullptr))); }
-  static TempDir* pki_;
 };
-
-TempDir* DipSigningTest::pki_ = nullptr;
 
 const char* kUrl = "https://127.0.0.1:8443/DIP-Channel/IF-021";
 const char* kBody = R"([{"payload":{"CommonBlock":{},"CustomBlock":{}}}])";

@@ -30,16 +30,7 @@ Event MakeEvent(const std::string& mpid = "UDMS", const std::string& id = "UDMS-
 
 class SecurityTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    pki_ = new TempDir();
-    gw::testing::MakeSigningPki(pki_->path());
-  }
-  static void TearDownTestSuite() {
-    delete pki_;
-    pki_ = nullptr;
-  }
-
-  static std::string Pki(const std::string& name) { return *pki_ / name; }
+  static std::string Pki(const std::string& name) { return gw::testing::SharedPki(name); }
 
   SecurityConfig Signing(const std::string& name, bool embed = true) {
     SecurityConfig c;
@@ -76,10 +67,7 @@ class SecurityTest : public ::testing::Test {
     return e;
   }
 
-  static TempDir* pki_;
 };
-
-TempDir* SecurityTest::pki_ = nullptr;
 
 TEST(Base64Test, RoundTripsAndRejectsBadInput) {
   for (std::string s : {std::string(), std::string("f"), std::string("fo"), std::string("foo"), std::string("\0\xff\x10", 3)}) {
