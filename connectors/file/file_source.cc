@@ -171,7 +171,7 @@ std::string FileSource::ClaimNext() {
   std::vector<std::string> names;
   if (ListDir(claimed_dir(), &names).ok()) {
     for (const std::string& n : names) {
-      if (!Ignored(n) && !stuck_.count(n)) return n;
+      if (!Ignored(n) && !stuck_.count(n) && !in_hand_.count(n)) return n;
     }
   }
   if (ready_.empty() && std::chrono::steady_clock::now() >= next_scan_) Scan();
@@ -241,6 +241,7 @@ bool FileSource::Process(const std::string& name, SourceBatch* batch) {
   batch->checkpoint = name + " " + r.header.from_mpid + "-" + r.header.file_id;
   batch->token = next_token_++;
   batch->last = true;
+  in_hand_.insert(name);
   return true;
 }
 
@@ -294,6 +295,7 @@ bool FileSource::StartStream(const std::string& name, MappedFile map) {
 bool FileSource::TakeFromStream(SourceBatch* batch, std::chrono::milliseconds wait) {
   Stream* st = stream_.get();
   std::unique_lock<std::mutex> lock(st->mu);
+  if (st->last_taken) return false;  // all of it is in hand; the stream ends with its Ack
   const size_t want = static_cast<size_t>(options_.batch_events);
   st->cv.wait_for(lock, wait, [&] { return st->queue.size() >= want || st->done; });
   if (st->queue.empty() && !st->done) return false;
@@ -308,6 +310,7 @@ bool FileSource::TakeFromStream(SourceBatch* batch, std::chrono::milliseconds wa
   batch->unit = st->name;
   batch->token = next_token_++;
   batch->last = st->done && st->queue.empty();
+  st->last_taken = batch->last;
   batch->checkpoint = batch->last ? st->name + " done" : "";
   if (batch->last && !st->result.ok()) {
     // Pass 1 accepted the file, so this means the file changed under us or memory failed.
@@ -329,9 +332,13 @@ void FileSource::EndStream() {
 }
 
 StatusOr<bool> FileSource::Poll(SourceBatch* batch, std::chrono::milliseconds wait) {
-  if (retry_) {
-    *batch = *retry_;
-    retry_.reset();
+  if (!retry_.empty()) {
+    *batch = std::move(retry_.front());
+    retry_.pop_front();
+    if (stream_ && batch->last && stream_->name == batch->unit) {
+      std::lock_guard<std::mutex> lock(stream_->mu);
+      stream_->last_taken = true;
+    }
     return true;
   }
   auto deadline = std::chrono::steady_clock::now() + wait;
@@ -385,14 +392,20 @@ void FileSource::Ack(const SourceBatch& batch, const Status& committed) {
   if (!committed.ok()) {
     // A streamed batch is offered again as it was; a whole file stays in .claimed/ and is
     // decoded again on the next Poll(). Rejections it carried go with the next batch.
-    if (stream_) {
-      retry_ = std::make_unique<SourceBatch>(batch);
+    if (stream_ && stream_->name == batch.unit) {
+      retry_.push_back(batch);
+      if (batch.last) {
+        std::lock_guard<std::mutex> lock(stream_->mu);
+        stream_->last_taken = false;
+      }
     } else {
+      in_hand_.erase(batch.unit);
       rejections_.insert(rejections_.begin(), batch.rejections.begin(), batch.rejections.end());
     }
     return;
   }
   if (!batch.last) return;
+  in_hand_.erase(batch.unit);
   if (stream_ && stream_->name == batch.unit) {
     bool second_pass_ok = stream_->result.ok();
     std::string errors = second_pass_ok ? "" : adapters::FormatDtnErrors(batch.unit, stream_->result);

@@ -58,7 +58,7 @@ struct FileSourceOptions {
   int batch_events = 5000;                // events per committed batch of a streamed file
 };
 
-class FileSource : public Source {
+class FileSource : public Source, public PipelinedSource {
  public:
   // Reads and checks the section; loads the flow catalogue.
   static StatusOr<std::unique_ptr<Source>> Create(const ConnectorContext& ctx);
@@ -71,6 +71,8 @@ class FileSource : public Source {
   StatusOr<bool> Poll(SourceBatch* batch, std::chrono::milliseconds wait) override;
   void Ack(const SourceBatch& batch, const Status& committed) override;
   void Stop() override;
+  // Two: the next file is decoded while the last one commits.
+  int MaxBatchesInHand() const override { return 2; }
 
  private:
   struct Seen {
@@ -114,12 +116,15 @@ class FileSource : public Source {
     std::deque<Event> queue;
     bool done = false;
     bool abort = false;
+    bool last_taken = false;  // the batch with last = true was handed out
     adapters::DtnResult result;
     int64_t events = 0;
   };
   std::unique_ptr<Stream> stream_;
-  // A batch whose commit failed, offered again as it was.
-  std::unique_ptr<SourceBatch> retry_;
+  // Batches whose commit failed, offered again as they were, in order.
+  std::deque<SourceBatch> retry_;
+  // Whole files handed out and not yet acknowledged: not claimed again meanwhile.
+  std::set<std::string> in_hand_;
   // Files rejected since the last batch, handed to the core for the audit.
   std::vector<Rejection> rejections_;
 

@@ -295,6 +295,8 @@ Status Journal::Migrate(Db& db) {
 }
 
 Status Journal::ReloadAuditTip(Db& db) {
+  auto version = db.QueryInt("PRAGMA data_version");
+  if (version.ok()) data_version_ = *version;
   auto tip = db.Prepare("SELECT hash, id FROM audit ORDER BY id DESC LIMIT 1");
   if (!tip.ok()) return tip.status();
   auto row = (*tip)->Step();
@@ -334,22 +336,41 @@ Journal::~Journal() {
 }
 
 Status Journal::Write(std::function<Status(Db&)> fn, bool notify_append, bool wait) {
-  if (options_.read_only) return FailedPrecondition(options_.path + ": journal opened read-only");
+  if (!wait) {
+    if (options_.read_only) return FailedPrecondition(options_.path + ": journal opened read-only");
+    return Enqueue(std::move(fn), notify_append, nullptr);
+  }
+  return Submit(std::move(fn), notify_append).get();
+}
+
+std::future<Status> Journal::Submit(std::function<Status(Db&)> fn, bool notify_append) {
+  std::promise<Status> failed;
+  if (options_.read_only) {
+    failed.set_value(FailedPrecondition(options_.path + ": journal opened read-only"));
+    return failed.get_future();
+  }
+  auto done = std::make_shared<std::promise<Status>>();
+  std::future<Status> fut = done->get_future();
+  Status queued = Enqueue(std::move(fn), notify_append, std::move(done));
+  if (!queued.ok()) {
+    failed.set_value(queued);
+    return failed.get_future();
+  }
+  return fut;
+}
+
+Status Journal::Enqueue(std::function<Status(Db&)> fn, bool notify_append, std::shared_ptr<std::promise<Status>> done) {
   WriteOp op;
   op.fn = std::move(fn);
   op.notify_append = notify_append;
-  std::future<Status> fut;
-  if (wait) {
-    op.done = std::make_shared<std::promise<Status>>();
-    fut = op.done->get_future();
-  }
+  op.done = std::move(done);
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
     if (stopping_) return Cancelled("journal is closing");
     queue_.push_back(std::move(op));
   }
   queue_cv_.notify_one();
-  return wait ? fut.get() : Status::Ok();
+  return Status::Ok();
 }
 
 void Journal::WriterLoop() {
@@ -368,6 +389,12 @@ void Journal::WriterLoop() {
     const int64_t next_before_batch = audit_next_id_;
     Status commit = db.Exec("BEGIN IMMEDIATE");
     bool any_append = false;
+    if (commit.ok()) {
+      // Another process (mhhs-gatewayctl replay, dead-letters retry) may have extended the
+      // audit chain since this writer's last commit: continue from what is on disk.
+      auto version = db.QueryInt("PRAGMA data_version");
+      if (version.ok() && *version != data_version_) commit = ReloadAuditTip(db);
+    }
     if (commit.ok()) {
       for (size_t i = 0; i < batch.size(); ++i) {
         // A savepoint per operation: one failing caller does not fail the others.
@@ -515,33 +542,47 @@ Status LogEvent(Db& db, int64_t seq, int64_t sink_id, int64_t at, const char* wh
 Status Journal::Append(const std::string& source, const std::vector<Event>& events,
                        const std::vector<DeliveryTarget>& targets, const std::string& checkpoint,
                        AppendResult* result) {
-  AppendResult local;
-  // Sealed here, on the caller's thread, so that the writer thread only writes.
-  std::vector<std::string> sealed;
+  static const std::vector<Rejection> kNone;
+  return AppendAsync(source, events, targets, checkpoint, kNone, result).get();
+}
+
+std::future<Status> Journal::AppendAsync(const std::string& source, const std::vector<Event>& events,
+                                         const std::vector<DeliveryTarget>& targets, const std::string& checkpoint,
+                                         const std::vector<Rejection>& rejections, AppendResult* result) {
+  // What the writer needs beyond the caller's references, prepared here on the caller's
+  // thread so that the writer thread only writes: sealed payloads, and each signature with its
+  // certificate split off (certificates are stored once; INSERT OR IGNORE, usually one).
+  struct Prepared {
+    std::vector<std::string> sealed;
+    std::vector<std::string> signatures;
+    std::map<std::string, std::string> new_certs;  // id -> base64
+  };
+  auto prep = std::make_shared<Prepared>();
   if (options_.cipher) {
-    sealed.reserve(events.size());
-    for (const Event& e : events) sealed.push_back(options_.cipher->Seal(e.payload, PayloadAad(e.id)));
+    prep->sealed.reserve(events.size());
+    for (const Event& e : events) prep->sealed.push_back(options_.cipher->Seal(e.payload, PayloadAad(e.id)));
   }
-  // Certificates are stored once; each signature keeps a reference.
-  // Every certificate this batch refers to is written with it (INSERT OR IGNORE: usually one).
-  std::vector<std::string> signatures(events.size());
-  std::map<std::string, std::string> new_certs;  // id -> base64
+  prep->signatures.resize(events.size());
   {
     std::string id, b64;
     for (size_t i = 0; i < events.size(); ++i) {
-      if (!SplitCertificate(events[i].signature, &signatures[i], &id, &b64)) {
-        signatures[i] = events[i].signature;
+      if (!SplitCertificate(events[i].signature, &prep->signatures[i], &id, &b64)) {
+        prep->signatures[i] = events[i].signature;
         continue;
       }
-      if (new_certs.find(id) == new_certs.end()) new_certs.emplace(id, b64);
+      if (prep->new_certs.find(id) == prep->new_certs.end()) prep->new_certs.emplace(id, b64);
     }
   }
-  Status s = Write(
-      [&](Db& db) -> Status {
-        local = AppendResult();
+  const std::vector<Event>* evs = &events;
+  const std::vector<DeliveryTarget>* tgs = &targets;
+  const std::vector<Rejection>* rejs = &rejections;
+  return Submit(
+      [this, prep, evs, tgs, rejs, source, checkpoint, result](Db& db) -> Status {
+        const std::vector<Event>& events = *evs;
+        AppendResult local;
         int64_t now = NowUnixMs();
         std::vector<std::pair<int64_t, int64_t>> sinks;  // id, expires_at
-        for (const DeliveryTarget& t : targets) {
+        for (const DeliveryTarget& t : *tgs) {
           auto id = SinkId(db, t.sink);
           if (!id.ok()) return id.status();
           sinks.emplace_back(*id, t.expiry_s > 0 ? now + t.expiry_s * 1000 : 0);
@@ -553,10 +594,12 @@ Status Journal::Append(const std::string& source, const std::vector<Event>& even
         if (!ins.ok()) return ins.status();
         auto del = db.Prepare("INSERT INTO deliveries(seq,sink_id,updated_at,expires_at) VALUES(?,?,?,?)");
         if (!del.ok()) return del.status();
-        if (!new_certs.empty()) {
+        if (!prep->new_certs.empty()) {
           auto cert = db.Prepare("INSERT OR IGNORE INTO certificates(id, pem_b64) VALUES(?,?)");
           if (!cert.ok()) return cert.status();
-          for (const auto& [id, b64] : new_certs) GW_RETURN_IF_ERROR((*cert)->Reset().Bind(1, id).Bind(2, b64).Run());
+          for (const auto& [id, b64] : prep->new_certs) {
+            GW_RETURN_IF_ERROR((*cert)->Reset().Bind(1, id).Bind(2, b64).Run());
+          }
         }
         for (size_t i = 0; i < events.size(); ++i) {
           const Event& e = events[i];
@@ -565,7 +608,8 @@ Status Journal::Append(const std::string& source, const std::vector<Event>& even
               .Bind(1, e.id).Bind(2, e.type).Bind(3, e.event_code)
               .Bind(4, e.sender.mpid).Bind(5, e.sender.role).Bind(6, e.sender.dip_id)
               .Bind(7, EncodeRecipients(e.recipients)).Bind(8, e.created_at).Bind(9, e.correlation_id)
-              .BindBlob(10, sealed.empty() ? std::string_view(e.payload) : std::string_view(sealed[i])).Bind(11, signatures[i]).Bind(12, source).Bind(13, e.origin)
+              .BindBlob(10, prep->sealed.empty() ? std::string_view(e.payload) : std::string_view(prep->sealed[i]))
+              .Bind(11, prep->signatures[i]).Bind(12, source).Bind(13, e.origin)
               .Bind(14, now);
           GW_RETURN_IF_ERROR(st.Run());
           if (db.Changes() == 0) {
@@ -584,17 +628,27 @@ Status Journal::Append(const std::string& source, const std::vector<Event>& even
           if (!cp.ok()) return cp.status();
           GW_RETURN_IF_ERROR((*cp)->Bind(1, source).Bind(2, checkpoint).Bind(3, now).Run());
         }
+        GW_RETURN_IF_ERROR(WriteRejections(db, source, *rejs, now));
+        if (result) *result = local;
         return Status::Ok();
       },
-      /*notify_append=*/true, /*wait=*/true);
-  if (result) *result = local;
-  return s;
+      /*notify_append=*/!events.empty());
 }
 
 Status Journal::RecordOutcomes(const std::string& sink, const DeliveryOutcomes& o) {
-  if (o.delivered.empty() && o.dead.empty() && o.failed_seq == 0) return Status::Ok();
-  return Write(
-      [&](Db& db) -> Status {
+  return RecordOutcomesAsync(sink, o).get();
+}
+
+std::future<Status> Journal::RecordOutcomesAsync(const std::string& sink, DeliveryOutcomes outcomes) {
+  if (outcomes.delivered.empty() && outcomes.dead.empty() && outcomes.failed_seq == 0) {
+    std::promise<Status> nothing;
+    nothing.set_value(Status::Ok());
+    return nothing.get_future();
+  }
+  auto held = std::make_shared<const DeliveryOutcomes>(std::move(outcomes));
+  return Submit(
+      [this, sink, held](Db& db) -> Status {
+        const DeliveryOutcomes& o = *held;
         auto id = SinkId(db, sink);
         if (!id.ok()) return id.status();
         int64_t now = NowUnixMs();
@@ -629,26 +683,26 @@ Status Journal::RecordOutcomes(const std::string& sink, const DeliveryOutcomes& 
         }
         return Status::Ok();
       },
-      false, true);
+      false);
 }
 
 Status Journal::RecordRejections(const std::string& source, const std::vector<Rejection>& rejections) {
   if (rejections.empty()) return Status::Ok();
-  return Write(
-      [&](Db& db) -> Status {
-        int64_t now = NowUnixMs();
-        for (const Rejection& r : rejections) {
-          if (r.quarantine) {
-            auto st = db.Prepare("INSERT INTO quarantine(at,source,origin,reason,raw) VALUES(?,?,?,?,?)");
-            if (!st.ok()) return st.status();
-            const std::string raw = options_.cipher ? options_.cipher->Seal(r.raw, kQuarantineAad) : r.raw;
-            GW_RETURN_IF_ERROR((*st)->Bind(1, now).Bind(2, source).Bind(3, r.unit).Bind(4, r.reason).BindBlob(5, raw).Run());
-          }
-          GW_RETURN_IF_ERROR(Audit(db, now, r.quarantine ? "quarantined" : "rejected", "", source, r.unit + ": " + r.reason));
-        }
-        return Status::Ok();
-      },
-      false, true);
+  return Write([&](Db& db) -> Status { return WriteRejections(db, source, rejections, NowUnixMs()); }, false, true);
+}
+
+Status Journal::WriteRejections(Db& db, const std::string& source, const std::vector<Rejection>& rejections,
+                                int64_t now) {
+  for (const Rejection& r : rejections) {
+    if (r.quarantine) {
+      auto st = db.Prepare("INSERT INTO quarantine(at,source,origin,reason,raw) VALUES(?,?,?,?,?)");
+      if (!st.ok()) return st.status();
+      const std::string raw = options_.cipher ? options_.cipher->Seal(r.raw, kQuarantineAad) : r.raw;
+      GW_RETURN_IF_ERROR((*st)->Bind(1, now).Bind(2, source).Bind(3, r.unit).Bind(4, r.reason).BindBlob(5, raw).Run());
+    }
+    GW_RETURN_IF_ERROR(Audit(db, now, r.quarantine ? "quarantined" : "rejected", "", source, r.unit + ": " + r.reason));
+  }
+  return Status::Ok();
 }
 
 Status Journal::LastCommit() {
@@ -789,16 +843,16 @@ Status Journal::RestoreCertificate(Db& db, std::string* signature) {
   return Status::Ok();
 }
 
-Status Journal::FetchPending(const std::string& sink, int limit, std::vector<PendingDelivery>* out) {
+Status Journal::FetchPending(const std::string& sink, int limit, std::vector<PendingDelivery>* out, int64_t after_seq) {
   Reader r(this);
   GW_RETURN_IF_ERROR(r.status());
   auto st = r.db().Prepare(std::string("SELECT d.seq, d.attempts, d.expires_at, e.accepted_at, ") + kEventColumns +
                            " FROM deliveries d JOIN events e ON e.seq = d.seq"
-                           " WHERE d.sink_id = (SELECT id FROM sinks WHERE name=?) AND d.state = 0"
+                           " WHERE d.sink_id = (SELECT id FROM sinks WHERE name=?) AND d.state = 0 AND d.seq > ?"
                            " ORDER BY d.seq LIMIT ?");
   if (!st.ok()) return st.status();
   Stmt& s = **st;
-  s.Bind(1, sink).Bind(2, static_cast<int64_t>(limit));
+  s.Bind(1, sink).Bind(2, after_seq).Bind(3, static_cast<int64_t>(limit));
   for (;;) {
     auto row = s.Step();
     if (!row.ok()) return row.status();

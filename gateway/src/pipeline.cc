@@ -1,6 +1,7 @@
 #include "gw/pipeline.h"
 
 #include <algorithm>
+#include <deque>
 #include <future>
 #include <random>
 
@@ -398,13 +399,20 @@ bool Pipeline::SleepUnless(const std::atomic<bool>& flag, std::chrono::milliseco
 
 void Pipeline::RunSource(SourceSlot* slot) {
   Logger& log = *slot->logger;
+  // A source that allows it has its next batch polled and screened (signed) while the journal
+  // commits the previous one; its verdict is then heard before the next is submitted, so acks
+  // stay in order and nothing is committed after a batch that failed.
+  auto* pipelined = dynamic_cast<PipelinedSource*>(slot->source.get());
+  const bool overlap = pipelined && pipelined->MaxBatchesInHand() >= 2;
   int failures = 0;
   RateLimiter limiter(std::chrono::seconds(10));
   bool paused = false;
+  std::unique_ptr<Committing> committing;
   while (!sources_stop_.load() && !slot->stop.load()) {
     slot->heartbeat_ms.store(NowUnixMs());
     std::string why;
     if (journal_->ShouldPause(&why)) {
+      if (committing) Settle(slot, std::move(committing), &failures);
       if (!paused) log.Warning("paused: " + why);
       paused = true;
       SleepUnless(slot->stop, std::chrono::milliseconds(200));
@@ -415,11 +423,12 @@ void Pipeline::RunSource(SourceSlot* slot) {
     SourceBatch batch;
     StatusOr<bool> polled = false;
     try {
-      polled = slot->source->Poll(&batch, std::chrono::milliseconds(500));
+      polled = slot->source->Poll(&batch, std::chrono::milliseconds(committing ? 0 : 500));
     } catch (const std::exception& e) {
       polled = Internal(std::string("Poll threw: ") + e.what());
     }
     if (!polled.ok()) {
+      if (committing) Settle(slot, std::move(committing), &failures);
       ++failures;
       uint64_t suppressed = 0;
       if (limiter.Allow(&suppressed)) {
@@ -428,8 +437,13 @@ void Pipeline::RunSource(SourceSlot* slot) {
       SleepUnless(slot->stop, JitteredBackoff(failures, std::chrono::milliseconds(500), std::chrono::seconds(30)));
       continue;
     }
-    if (!*polled) continue;
+    if (!*polled) {
+      if (committing) Settle(slot, std::move(committing), &failures);
+      continue;
+    }
     Status screened = security_ ? Screen(slot, &batch) : Status::Ok();
+    // The previous batch's verdict first: acks go in order.
+    const bool previous_ok = !committing || Settle(slot, std::move(committing), &failures);
     if (!screened.ok()) {
       // Not signed: nothing is journalled and the source offers the input again.
       slot->source->Ack(batch, screened);
@@ -438,39 +452,55 @@ void Pipeline::RunSource(SourceSlot* slot) {
       SleepUnless(slot->stop, JitteredBackoff(failures, std::chrono::milliseconds(500), std::chrono::seconds(30)));
       continue;
     }
+    if (!previous_ok) {
+      slot->source->Ack(batch, Unavailable("not committed: the batch before it failed to commit"));
+      continue;
+    }
     if (slot->stop.load()) {
       slot->source->Ack(batch, Cancelled("source stopping for a reload"));
       break;
     }
-    AppendResult result;
-    Status s = journal_->Append(slot->name, batch.events, slot->targets, batch.checkpoint, &result);
-    // What the source turned away is recorded before it is acknowledged: a quarantined
-    // message must be stored before the broker forgets it.
-    if (s.ok() && !batch.rejections.empty()) s = journal_->RecordRejections(slot->name, batch.rejections);
-    try {
-      slot->source->Ack(batch, s);
-    } catch (const std::exception& e) {
-      log.Error(std::string("Ack threw: ") + e.what());
-    }
-    if (!s.ok()) {
-      ++failures;
-      counters_.commit_failures.fetch_add(1);
-      slot->commit_failures->Increment();
-      log.Error(batch.unit + ": not committed, will be offered again: " + s.ToString());
-      SleepUnless(slot->stop, JitteredBackoff(failures, std::chrono::milliseconds(500), std::chrono::seconds(30)));
-      continue;
-    }
-    failures = 0;
-    CountRejections(*slot, batch);
-    if (batch.events.empty() && !batch.rejections.empty()) continue;
-    counters_.batches_committed.fetch_add(1);
-    counters_.events_accepted.fetch_add(result.appended);
-    counters_.events_duplicate.fetch_add(result.duplicates);
-    slot->ingested->Increment(static_cast<double>(result.appended));
-    slot->duplicates->Increment(static_cast<double>(result.duplicates));
-    log.Info(batch.unit + ": " + std::to_string(result.appended) + " event(s) accepted" +
-             (result.duplicates ? ", " + std::to_string(result.duplicates) + " already journalled" : ""));
+    auto next = std::make_unique<Committing>();
+    next->batch = std::move(batch);
+    // What the source turned away is recorded with the batch, before it is acknowledged: a
+    // quarantined message must be stored before the broker forgets it.
+    next->committed = journal_->AppendAsync(slot->name, next->batch.events, slot->targets, next->batch.checkpoint,
+                                            next->batch.rejections, &next->result);
+    committing = std::move(next);
+    if (!overlap) Settle(slot, std::move(committing), &failures);
   }
+  if (committing) Settle(slot, std::move(committing), &failures);
+}
+
+bool Pipeline::Settle(SourceSlot* slot, std::unique_ptr<Committing> c, int* failures) {
+  Logger& log = *slot->logger;
+  Status s = c->committed.get();
+  const SourceBatch& batch = c->batch;
+  try {
+    slot->source->Ack(batch, s);
+  } catch (const std::exception& e) {
+    log.Error(std::string("Ack threw: ") + e.what());
+  }
+  if (!s.ok()) {
+    ++*failures;
+    counters_.commit_failures.fetch_add(1);
+    slot->commit_failures->Increment();
+    log.Error(batch.unit + ": not committed, will be offered again: " + s.ToString());
+    SleepUnless(slot->stop, JitteredBackoff(*failures, std::chrono::milliseconds(500), std::chrono::seconds(30)));
+    return false;
+  }
+  *failures = 0;
+  CountRejections(*slot, batch);
+  if (batch.events.empty() && !batch.rejections.empty()) return true;
+  const AppendResult& result = c->result;
+  counters_.batches_committed.fetch_add(1);
+  counters_.events_accepted.fetch_add(result.appended);
+  counters_.events_duplicate.fetch_add(result.duplicates);
+  slot->ingested->Increment(static_cast<double>(result.appended));
+  slot->duplicates->Increment(static_cast<double>(result.duplicates));
+  log.Info(batch.unit + ": " + std::to_string(result.appended) + " event(s) accepted" +
+           (result.duplicates ? ", " + std::to_string(result.duplicates) + " already journalled" : ""));
+  return true;
 }
 
 Status Pipeline::Screen(SourceSlot* slot, SourceBatch* batch) {
@@ -556,17 +586,66 @@ void Pipeline::RunSink(SinkSlot* slot) {
   // The batch in hand. It is refetched from the journal only when empty: a batch with
   // transient failures is retried as it is, so the failed event stays ahead of the rest.
   std::vector<PendingDelivery> batch;
+  // Outcomes are recorded without waiting for their commit, and the next batch is fetched
+  // from after the last one taken (`cursor`) meanwhile. Whenever the worker looks again from
+  // the start of the queue (when it runs dry, every few seconds, after a failed record) it
+  // first waits for every record in flight, so that nothing confirmed is taken again. Looking
+  // from the start is what finds events queued again behind the cursor (replay, dead-letter
+  // retry, from mhhs-gatewayctl too).
+  int64_t cursor = 0;
+  std::deque<std::future<Status>> recording;
+  auto rescan_due = std::chrono::steady_clock::now() + kRescanEvery;
+  // Collects finished records (all of them when `wait`); false if any failed: its events are
+  // still pending in the journal and are delivered again (at least once).
+  auto settle = [&](bool wait) {
+    bool ok = true;
+    while (!recording.empty() &&
+           (wait || recording.front().wait_for(std::chrono::seconds(0)) == std::future_status::ready)) {
+      Status recorded = recording.front().get();
+      recording.pop_front();
+      if (!recorded.ok()) {
+        ok = false;
+        uint64_t suppressed = 0;
+        if (journal_limiter.Allow(&suppressed)) log.Error("cannot record delivery outcomes: " + recorded.ToString());
+      }
+    }
+    return ok;
+  };
+  auto rescan = [&] {
+    bool ok = settle(true);
+    cursor = 0;
+    rescan_due = std::chrono::steady_clock::now() + kRescanEvery;
+    return ok;
+  };
+  // After a failed record: the batch in hand is dropped and taken again from the journal.
+  auto recover = [&] {
+    rescan();
+    batch.clear();
+    SleepUnless(slot->stop, std::chrono::seconds(1));
+  };
   while (!slot->stop.load()) {
     slot->heartbeat_ms.store(NowUnixMs());
     if (draining_.load() && std::chrono::steady_clock::now() >= drain_deadline_) break;
+    if (!settle(false)) {
+      recover();
+      continue;
+    }
     if (batch.empty()) {
-      Status s = journal_->FetchPending(slot->name, limit, &batch);
+      if (std::chrono::steady_clock::now() >= rescan_due && !rescan()) {
+        recover();
+        continue;
+      }
+      Status s = journal_->FetchPending(slot->name, limit, &batch, cursor);
       if (!s.ok()) {
         log.Error("cannot read pending deliveries: " + s.ToString());
         SleepUnless(slot->stop, std::chrono::seconds(1));
         continue;
       }
       if (batch.empty()) {
+        if (cursor > 0) {
+          if (!rescan()) recover();
+          continue;
+        }
         if (draining_.load()) break;
         journal_->WaitForAppend(&generation, std::chrono::milliseconds(500));
         continue;
@@ -581,6 +660,7 @@ void Pipeline::RunSink(SinkSlot* slot) {
           continue;
         }
       }
+      cursor = batch.back().seq;
     }
     DeliveryOutcomes outcomes;
     // Expired events are dead-lettered, never delivered stale.
@@ -655,14 +735,15 @@ void Pipeline::RunSink(SinkSlot* slot) {
       log.Debug(std::to_string(outcomes.delivered.size()) + " event(s) confirmed up to seq " +
                 std::to_string(outcomes.delivered.back()));
     }
-    Status recorded = journal_->RecordOutcomes(slot->name, outcomes);
-    if (!recorded.ok()) {
-      // Not recorded: the events stay pending and are delivered again later (at least once).
-      uint64_t suppressed = 0;
-      if (journal_limiter.Allow(&suppressed)) log.Error("cannot record delivery outcomes: " + recorded.ToString());
-      batch.clear();
-      SleepUnless(slot->stop, std::chrono::seconds(1));
-      continue;
+    const bool failed = outcomes.failed_seq != 0;
+    const std::string failed_error = outcomes.failed_error;
+    recording.push_back(journal_->RecordOutcomesAsync(slot->name, std::move(outcomes)));
+    if (failed) {
+      // The failure's attempt count and reason are in the journal before the back-off.
+      if (!settle(true)) {
+        recover();
+        continue;
+      }
     }
     batch.swap(again);
     if (batch.empty()) {
@@ -676,12 +757,13 @@ void Pipeline::RunSink(SinkSlot* slot) {
     uint64_t suppressed = 0;
     if (limiter.Allow(&suppressed)) {
       log.Warning(std::to_string(batch.size()) + " event(s) from " + batch.front().event.id + " not delivered (" +
-                  (outcomes.failed_error.empty() ? std::string("held back") : outcomes.failed_error) +
+                  (failed_error.empty() ? std::string("held back") : failed_error) +
                   "); retry " + std::to_string(failures) + " in " + std::to_string(wait.count()) + " ms" +
                   (suppressed ? " (" + std::to_string(suppressed) + " similar suppressed)" : ""));
     }
     SleepUnless(slot->stop, wait);
   }
+  settle(true);
   slot->finished.store(true);
 }
 

@@ -18,6 +18,7 @@ and ends with the line
 import argparse
 import json
 import os
+import signal
 import shutil
 import socket
 import subprocess
@@ -70,6 +71,36 @@ def proc_stats(pid):
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(fields[11]) + int(fields[12])) / ticks
     return hwm, cpu
+
+
+def thread_cpu(pid):
+    """CPU seconds of each thread of a live process, by thread name."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                text = f.read()
+        except OSError:
+            continue
+        name = text.split("(", 1)[1].rsplit(")", 1)[0]
+        fields = text.rsplit(")", 1)[1].split()
+        out[name] = round(out.get(name, 0) + (int(fields[11]) + int(fields[12])) / ticks, 2)
+    return out
+
+
+def machine_cpu():
+    """(busy, total) jiffies of the whole machine, for how many cores a run kept busy."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]  # idle + iowait
+    return sum(v) - idle, sum(v)
+
+
+def busy_cores(before):
+    after = machine_cpu()
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return round(busy / max(total, 1) * os.cpu_count(), 2)
 
 
 class Mosquitto:
@@ -206,7 +237,7 @@ environment = SIT
 dip_id = 1009012345
 flow_dir = {flows}
 admin_listen = {admin}
-log_level = notice
+log_level = {log_level}
 [dip]
 role = SDS
 distributor_dip_id = 2509012345
@@ -230,7 +261,7 @@ max_inflight = 256
 from = inbox
 to = backbone
 """.format(flows=os.path.join(args.source, "config/flows"), gw=gw, keys=keys, source=args.source, port=broker_port,
-           admin=admin, journal=journal_dir, extra=extra,
+           admin=admin, journal=journal_dir, extra=extra, log_level=os.environ.get("BENCH_LOG_LEVEL", "notice"),
            security="" if os.environ.get("BENCH_SECURITY") == "off" else SECURITY.format(keys=keys, source=args.source)))
     return gw, path
 
@@ -256,16 +287,20 @@ def envelopes(args, files, config, work):
 def run_limit(args, work, env_path, ids, broker):
     log("limit: bench_mqtt pub straight to the broker, QoS 1, window 256")
     sub = Subscriber(args.tools, broker.port, len(ids), os.path.join(work, "limit.recv"), "sub-limit")
+    cpu0 = machine_cpu()
     pub = subprocess.run([args.tools, "pub", "--uri", "tcp://127.0.0.1:%d" % broker.port, "--topic", TOPIC, "--input",
                           env_path, "--times", os.path.join(work, "limit.send"), "--window", "256"],
                          check=True, stdout=subprocess.PIPE, text=True).stdout
     log("limit: " + pub.strip() + "; subscriber: " + sub.wait(600))
+    busy = busy_cores(cpu0)
     # "sent N in S s, cpu C s, maxrss K kB"
     words = pub.split()
     cpu = float(words[words.index("cpu") + 1])
     rss = int(words[words.index("maxrss") + 1])
     origins = {r[0]: int(r[1]) for r in read_rows(os.path.join(work, "limit.send"))}
-    return analyse("limit", os.path.join(work, "limit.recv"), origins, len(ids), rss, cpu, args.out)
+    result = analyse("limit", os.path.join(work, "limit.recv"), origins, len(ids), rss, cpu, args.out)
+    result["machine_busy_cores"] = busy
+    return result
 
 
 def run_gateway(args, work, files, owner, keys, broker):
@@ -281,20 +316,33 @@ def run_gateway(args, work, files, owner, keys, broker):
     for path in files:  # staged on the same file system, so that the drop is a rename
         shutil.copy(path, os.path.join(gw, "staging", os.path.basename(path)))
     sub = Subscriber(args.tools, broker.port, len(owner), os.path.join(work, "gateway.recv"), "sub-gateway")
+    perf = None
+    if args.profile:
+        perf = subprocess.Popen(["perf", "record", "-g", "-F", "4000", "-o", os.path.join(work, "perf.data"), "-p",
+                                 str(proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
     dropped = {}
+    cpu0 = machine_cpu()
     for path in files:
         name = os.path.basename(path)
         dropped[name] = time.time_ns()
         os.rename(os.path.join(gw, "staging", name), os.path.join(gw, "inbox", name))
     log("gateway: subscriber: " + sub.wait(900))
+    busy = busy_cores(cpu0)
     rss, cpu = proc_stats(proc.pid)
+    threads = thread_cpu(proc.pid)
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        perf.wait(timeout=60)
+        log("gateway: profile in %s (perf report -i %s --sort comm,dso,sym)" % ((os.path.join(work, "perf.data"),) * 2))
+    log("gateway: CPU seconds by thread: " + ", ".join("%s %.2f" % kv for kv in sorted(threads.items())))
     proc.terminate()
     proc.wait(timeout=60)
     logf.close()
-    if args.profile:
-        return None
     origins = {ident: dropped[name] for ident, name in owner.items()}
     result = analyse("gateway", os.path.join(work, "gateway.recv"), origins, len(owner), rss, cpu, args.out)
+    result["machine_busy_cores"] = busy
+    result["thread_cpu_s"] = threads
     result["journal_mb"] = round(sum(os.path.getsize(os.path.join(gw, f)) for f in os.listdir(gw)
                                      if f.startswith("journal.db")) / 1e6, 1)
     return result
@@ -322,6 +370,7 @@ def run_alternative(args, work, env_path, ids, broker):
         time.sleep(0.5)  # let stray probes pass before counting starts
         sub = Subscriber(args.tools, broker.port, len(ids), os.path.join(work, "alternative.recv"), "sub-alternative")
         sends = []
+        cpu0 = machine_cpu()
         with open(env_path) as stdin:
             pub = subprocess.Popen(["mosquitto_pub", "-h", "127.0.0.1", "-p", str(local.port), "-q", "1", "-t", TOPIC,
                                     "-l", "-d", "-i", "bench-alt-pub"], stdin=stdin, stdout=subprocess.PIPE, text=True)
@@ -332,12 +381,14 @@ def run_alternative(args, work, env_path, ids, broker):
             pub.returncode = os.waitstatus_to_exitcode(status)
         pub_cpu = usage.ru_utime + usage.ru_stime
         log("alternative: subscriber: " + sub.wait(900))
+        busy = busy_cores(cpu0)
         rss, broker_cpu = proc_stats(local.proc.pid)
     finally:
         local.stop()
     origins = {ident: sends[i] for i, ident in enumerate(ids) if i < len(sends)}
     result = analyse("alternative", os.path.join(work, "alternative.recv"), origins, len(ids), rss,
                      broker_cpu + pub_cpu, args.out)
+    result["machine_busy_cores"] = busy
     result["note"] = "peak RSS is the local broker's; CPU is the local broker's plus mosquitto_pub's"
     return result
 
@@ -396,7 +447,8 @@ def main():
     ap.add_argument("--source", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--only", choices=["limit", "gateway", "alternative"], help="run one path (profiling)")
-    ap.add_argument("--profile", action="store_true", help="gateway only, no analysis (under perf)")
+    ap.add_argument("--profile", action="store_true",
+                    help="record the daemon with perf record -g during the gateway run (work/perf.data)")
     args = ap.parse_args()
     work = prepare(args, "work")
 
@@ -426,9 +478,9 @@ def main():
         return 0
     backlog = drain(args) if args.backlog > 0 else None
 
-    cols = ["events_per_s", "mb_per_s", "latency_p50_ms", "latency_p99_ms", "peak_rss_mb", "cpu_s_per_1000", "lost",
-            "duplicates"]
-    heads = ["events/s", "MB/s", "p50 ms", "p99 ms", "peak RSS MB", "CPU s/1000", "lost", "dup"]
+    cols = ["events_per_s", "mb_per_s", "latency_p50_ms", "latency_p99_ms", "peak_rss_mb", "cpu_s_per_1000",
+            "machine_busy_cores", "lost", "duplicates"]
+    heads = ["events/s", "MB/s", "p50 ms", "p99 ms", "peak RSS MB", "CPU s/1000", "cores busy", "lost", "dup"]
     print("\n%-12s" % "" + "".join("%13s" % h for h in heads))
     for name in ("limit", "gateway", "alternative"):
         r = results[name]

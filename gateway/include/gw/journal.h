@@ -169,15 +169,25 @@ class Journal {
                 const std::vector<DeliveryTarget>& targets, const std::string& checkpoint,
                 AppendResult* result);
 
+  // As Append(), without waiting: queues the write and returns its verdict as a future, so
+  // that the caller can prepare its next batch while this one commits. `rejections` are
+  // recorded in the same transaction (as RecordRejections()). Everything passed by reference
+  // (`result` included) must stay valid until the future is ready.
+  std::future<Status> AppendAsync(const std::string& source, const std::vector<Event>& events,
+                                  const std::vector<DeliveryTarget>& targets, const std::string& checkpoint,
+                                  const std::vector<Rejection>& rejections, AppendResult* result);
   // The last committed checkpoint of `source`, or "" when there is none.
   StatusOr<std::string> GetCheckpoint(const std::string& source);
 
-  // Up to `limit` pending deliveries for `sink`, the oldest first.
-  Status FetchPending(const std::string& sink, int limit, std::vector<PendingDelivery>* out);
+  // Up to `limit` pending deliveries for `sink` with seq above `after_seq`, the oldest first.
+  Status FetchPending(const std::string& sink, int limit, std::vector<PendingDelivery>* out, int64_t after_seq = 0);
 
   // Records a sink's outcomes durably: delivered, dead-lettered (with reasons) and the one
   // transient failure at the head of the batch. Returns after the commit.
   Status RecordOutcomes(const std::string& sink, const DeliveryOutcomes& outcomes);
+  // As RecordOutcomes(), without waiting for the commit: a sink worker goes on delivering
+  // while its last outcomes are written.
+  std::future<Status> RecordOutcomesAsync(const std::string& sink, DeliveryOutcomes outcomes);
 
   // Records what `source` turned away: an audit entry each, and the raw message of each
   // quarantined one. Returns after the commit.
@@ -245,6 +255,11 @@ class Journal {
   Status Migrate(Db& db);
   // Queues `fn` to run inside the writer's next transaction and, if `wait`, blocks for its status.
   Status Write(std::function<Status(Db&)> fn, bool notify_append, bool wait);
+  // Queues `fn` and returns a future for its status.
+  std::future<Status> Submit(std::function<Status(Db&)> fn, bool notify_append);
+  Status Enqueue(std::function<Status(Db&)> fn, bool notify_append, std::shared_ptr<std::promise<Status>> done);
+  // Writes an audit entry for each rejection and keeps the quarantined ones (writer thread).
+  Status WriteRejections(Db& db, const std::string& source, const std::vector<Rejection>& rejections, int64_t now);
   void WriterLoop();
   void UpdateUsage(Db& db);
   StatusOr<int64_t> SinkId(Db& db, const std::string& sink);
@@ -277,6 +292,7 @@ class Journal {
 
   std::string audit_tip_;      // hash of the last audit entry written (writer thread only)
   int64_t audit_next_id_ = 1;  // id of the next audit entry (writer thread only)
+  int64_t data_version_ = 0;   // PRAGMA data_version at the writer's last look (writer thread only)
 
   std::atomic<int64_t> used_bytes_{0};
   std::atomic<bool> paused_{false};

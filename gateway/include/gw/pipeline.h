@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <map>
 #include <mutex>
 #include <memory>
@@ -144,6 +145,13 @@ class Pipeline {
     Counter* dead = nullptr;
   };
 
+  // A batch handed to the journal whose verdict its source has not heard yet.
+  struct Committing {
+    SourceBatch batch;
+    AppendResult result;
+    std::future<Status> committed;
+  };
+
   Status MakeSink(const ConnectorConfig& c, std::unique_ptr<SinkSlot>* out);
   Status MakeSource(const ConnectorConfig& c, std::unique_ptr<SourceSlot>* out);
   Status StartSink(SinkSlot* slot);
@@ -151,6 +159,9 @@ class Pipeline {
   void StopSource(SourceSlot* slot);
   void StopSink(SinkSlot* slot, std::chrono::milliseconds drain);
   void RunSource(SourceSlot* slot);
+  // Waits for `c`'s commit, acknowledges it to the source and counts it; after a failure it
+  // backs off. Returns whether it was committed.
+  bool Settle(SourceSlot* slot, std::unique_ptr<Committing> c, int* failures);
   // Before the journal: signs this participant's events from a local source; checks events
   // from a market source (signature, entitlements) and turns the failures into rejections.
   // An error (signing failed) means nothing of the batch may be journalled.
@@ -158,6 +169,8 @@ class Pipeline {
   // Counts `batch`'s rejections by reason.
   void CountRejections(const SourceSlot& slot, const SourceBatch& batch);
   void RunSink(SinkSlot* slot);
+  // How often a busy sink worker looks at its queue from the start again (see RunSink).
+  static constexpr std::chrono::seconds kRescanEvery{2};
   // Prunes the journal every prune_interval_s, and every second while above the quota.
   void RunMaintenance();
   // Sleeps up to `d`; returns early (true) when `flag` becomes set.

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 #include <stdio.h>
 
 #include "gw/log.h"
@@ -205,6 +206,67 @@ TEST_F(FileSourceTest, LargeFileIsStreamedInBatchesAndArchivedAfterTheLast) {
   EXPECT_EQ(ids.front(), "UDMS-0000000009-1");
   EXPECT_EQ(ids.back(), "UDMS-0000000009-50");
   EXPECT_EQ(FilesIn(dir_ / "archive"), std::vector<std::string>{"big.uff"});
+}
+
+TEST_F(FileSourceTest, TwoFilesInHandAreDistinctAndAFailedOneComesBack) {
+  auto src = Make();
+  EXPECT_EQ(dynamic_cast<PipelinedSource*>(src.get())->MaxBatchesInHand(), 2);
+  WriteFile(dir_ / "inbox/a.uff", kValid);
+  WriteFile(dir_ / "inbox/b.uff", kValid);
+  SourceBatch a, b, none;
+  ASSERT_TRUE(*src->Poll(&a, std::chrono::seconds(2)));
+  ASSERT_TRUE(*src->Poll(&b, std::chrono::seconds(2)));
+  EXPECT_NE(a.unit, b.unit) << "a claimed file in hand is not taken again";
+  EXPECT_FALSE(*src->Poll(&none, std::chrono::milliseconds(50)));
+  // The first fails to commit, so the core hands the second back too.
+  src->Ack(a, Unavailable("disk full"));
+  src->Ack(b, Unavailable("not committed: the batch before it failed to commit"));
+  EXPECT_TRUE(FilesIn(dir_ / "archive").empty());
+  std::set<std::string> again;
+  for (int i = 0; i < 2; ++i) {
+    SourceBatch x;
+    ASSERT_TRUE(*src->Poll(&x, std::chrono::seconds(2)));
+    again.insert(x.unit);
+    src->Ack(x, Status::Ok());
+  }
+  EXPECT_EQ(again, (std::set<std::string>{"a.uff", "b.uff"}));
+  EXPECT_EQ(FilesIn(dir_ / "archive"), (std::vector<std::string>{"a.uff", "b.uff"}));
+}
+
+TEST_F(FileSourceTest, AStreamWithTwoBatchesInHandEndsOnceAndRetriesInOrder) {
+  auto src = Make("", /*streaming=*/true);
+  WriteFile(dir_ / "inbox/big.uff", ManyMpans(30));  // batches of 7, 7, 7, 7 and 2
+  SourceBatch first, second, none;
+  ASSERT_TRUE(*src->Poll(&first, std::chrono::seconds(2)));
+  ASSERT_TRUE(*src->Poll(&second, std::chrono::seconds(2)));
+  ASSERT_EQ(first.events.size(), 7u);
+  EXPECT_EQ(second.events.front().id, "UDMS-0000000009-8");
+  src->Ack(first, Unavailable("disk full"));
+  src->Ack(second, Unavailable("not committed: the batch before it failed to commit"));
+  std::vector<std::string> ids;
+  SourceBatch in_hand;
+  for (int batches = 0;; ++batches) {
+    ASSERT_LT(batches, 10);
+    SourceBatch b;
+    ASSERT_TRUE(*src->Poll(&b, std::chrono::seconds(2))) << "after " << ids.size() << " events";
+    if (batches == 0) {
+      EXPECT_EQ(b.events.front().id, first.events.front().id) << "the failed ones come back in order";
+    } else if (batches == 1) {
+      EXPECT_EQ(b.events.front().id, second.events.front().id);
+    }
+    // The core acks one batch behind the poll.
+    if (batches > 0) src->Ack(in_hand, Status::Ok());
+    for (const Event& e : b.events) ids.push_back(e.id);
+    in_hand = std::move(b);
+    if (in_hand.last) break;
+  }
+  EXPECT_FALSE(*src->Poll(&none, std::chrono::milliseconds(50))) << "nothing beyond the last batch while it is in hand";
+  EXPECT_TRUE(FilesIn(dir_ / "archive").empty());
+  src->Ack(in_hand, Status::Ok());
+  EXPECT_EQ(ids.size(), 30u);
+  EXPECT_EQ(ids.back(), "UDMS-0000000009-30");
+  EXPECT_EQ(FilesIn(dir_ / "archive"), std::vector<std::string>{"big.uff"});
+  EXPECT_FALSE(*src->Poll(&none, std::chrono::milliseconds(50)));
 }
 
 TEST_F(FileSourceTest, LargeInvalidFileIsRejectedBeforeAnythingIsEmitted) {

@@ -228,6 +228,53 @@ TEST_F(JournalTest, ReplayQueuesFinishedEventsAgainForOneSink) {
   EXPECT_LT(pos("replayed@new-sink"), pos("pending@new-sink"));
 }
 
+TEST_F(JournalTest, AChainExtendedByAnotherProcessIsContinuedNotForked) {
+  // mhhs-gatewayctl replay and dead-letters retry open the journal beside the running daemon
+  // and add audit entries; the daemon's writer must go on from them (it used to keep its own
+  // idea of the chain's tip and fail every later record with a duplicate audit id).
+  auto daemon = Open();
+  ASSERT_TRUE(daemon->Append("s", {MakeEvent("a"), MakeEvent("b")}, To({"k"}), "", nullptr).ok());
+  auto p = Pending(*daemon, "k");
+  Deliver(*daemon, "k", {p[0].seq});
+  {
+    auto ctl = Open();
+    ReplayFilter f;
+    f.from_ms = NowUnixMs() - 60000;
+    f.sink = "k";
+    ASSERT_EQ(*ctl->Replay(f), 1);
+  }
+  Deliver(*daemon, "k", {p[0].seq, p[1].seq});
+  ASSERT_TRUE(daemon->Append("s", {MakeEvent("c")}, To({"k"}), "", nullptr).ok());
+  std::vector<AuditEntry> chain;
+  ASSERT_TRUE(daemon->ReadAudit(0, 0, &chain).ok());
+  std::vector<std::string> whats;
+  std::string prev(64, '0');
+  for (size_t i = 0; i < chain.size(); ++i) {
+    whats.push_back(chain[i].what + ":" + chain[i].event_id);
+    EXPECT_EQ(chain[i].id, static_cast<int64_t>(i + 1));
+    EXPECT_EQ(chain[i].prev, prev) << "entry " << chain[i].id;
+    EXPECT_EQ(Journal::AuditHash(chain[i]), chain[i].hash) << "entry " << chain[i].id;
+    prev = chain[i].hash;
+  }
+  EXPECT_EQ(whats, (std::vector<std::string>{"accepted:a", "accepted:b", "delivered:a", "replayed:a", "delivered:a",
+                                             "delivered:b", "accepted:c"}));
+}
+
+TEST_F(JournalTest, FetchAfterASeqSkipsWhatIsAlreadyInHand) {
+  auto j = Open();
+  ASSERT_TRUE(j->Append("s", {MakeEvent("a"), MakeEvent("b"), MakeEvent("c")}, To({"k"}), "", nullptr).ok());
+  auto all = Pending(*j, "k");
+  ASSERT_EQ(all.size(), 3u);
+  std::vector<PendingDelivery> rest;
+  ASSERT_TRUE(j->FetchPending("k", 10, &rest, all[0].seq).ok());
+  ASSERT_EQ(rest.size(), 2u);
+  EXPECT_EQ(rest[0].event.id, "b");
+  EXPECT_EQ(rest[1].event.id, "c");
+  rest.clear();
+  ASSERT_TRUE(j->FetchPending("k", 10, &rest, all[2].seq).ok());
+  EXPECT_TRUE(rest.empty());
+}
+
 TEST_F(JournalTest, PruneRemovesOnlyFinishedEvents) {
   auto j = Open();
   ASSERT_TRUE(j->Append("s", {MakeEvent("done"), MakeEvent("pending"), MakeEvent("dead"), MakeEvent("dropped")},

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <mutex>
 
@@ -33,6 +34,9 @@ struct FakeState {
   std::vector<size_t> call_sizes;
   DeliveryHints hints;
   std::atomic<bool> wedge{false};
+  bool pipelined = false;                   // the source is a PipelinedSource (2 in hand)
+  std::vector<std::string> source_log;      // "poll UNIT", "ack UNIT ok|failed"
+  std::deque<SourceBatch> retry;            // batches acked with an error, offered again first
 };
 
 class FakeSource : public Source {
@@ -41,22 +45,32 @@ class FakeSource : public Source {
   Status Start(const std::string&) override { return Status::Ok(); }
   StatusOr<bool> Poll(SourceBatch* b, std::chrono::milliseconds) override {
     std::lock_guard<std::mutex> l(s_->mu);
-    if (s_->to_emit.empty()) {
+    std::deque<SourceBatch>& from = s_->retry.empty() ? s_->to_emit : s_->retry;
+    if (from.empty()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
       return false;
     }
-    *b = s_->to_emit.front();
-    s_->to_emit.pop_front();
+    *b = from.front();
+    from.pop_front();
+    s_->source_log.push_back("poll " + b->unit);
     return true;
   }
   void Ack(const SourceBatch& b, const Status& st) override {
     std::lock_guard<std::mutex> l(s_->mu);
+    s_->source_log.push_back("ack " + b.unit + (st.ok() ? " ok" : " failed"));
     if (st.ok()) s_->acked.push_back(b.unit);
+    else s_->retry.push_back(b);
   }
   void Stop() override {}
 
  private:
   FakeState* s_;
+};
+
+class FakePipelinedSource : public FakeSource, public PipelinedSource {
+ public:
+  using FakeSource::FakeSource;
+  int MaxBatchesInHand() const override { return 2; }
 };
 
 class FakeSink : public Sink {
@@ -108,6 +122,7 @@ class PipelineTest : public ::testing::Test {
     ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
     config_ = std::move(*cfg);
     ASSERT_TRUE(registry_.RegisterSource("fake", [this](const ConnectorContext&) -> StatusOr<std::unique_ptr<Source>> {
+      if (state_.pipelined) return std::unique_ptr<Source>(new FakePipelinedSource(&state_));
       return std::unique_ptr<Source>(new FakeSource(&state_));
     }).ok());
     ASSERT_TRUE(registry_.RegisterSink("fake", [this](const ConnectorContext&) -> StatusOr<std::unique_ptr<Sink>> {
@@ -122,10 +137,15 @@ class PipelineTest : public ::testing::Test {
     ASSERT_TRUE(pipeline_->Build().ok());
     ASSERT_TRUE(pipeline_->Start().ok());
   }
-  void Emit(const std::string& unit, std::vector<std::string> ids) {
+  static SourceBatch Batch(const std::string& unit, std::vector<std::string> ids, const std::string& checkpoint = "") {
     SourceBatch b;
     b.unit = unit;
+    b.checkpoint = checkpoint;
     for (auto& id : ids) b.events.push_back(Ev(id));
+    return b;
+  }
+  void Emit(const std::string& unit, std::vector<std::string> ids, const std::string& checkpoint = "") {
+    SourceBatch b = Batch(unit, std::move(ids), checkpoint);
     std::lock_guard<std::mutex> l(state_.mu);
     state_.to_emit.push_back(std::move(b));
   }
@@ -274,6 +294,48 @@ TEST_F(PipelineTest, AWedgedSinkMakesThePipelineUnhealthy) {
   state_.wedge = false;
   ASSERT_TRUE(gw::testing::WaitFor([&] { return pipeline_->Healthy(std::chrono::seconds(1), &why); }, std::chrono::seconds(10)));
   pipeline_->Stop(std::chrono::seconds(1));
+}
+
+TEST_F(PipelineTest, APipelinedSourceIsPolledWhileItsLastBatchCommits) {
+  state_.pipelined = true;
+  Emit("f1", {"a"}, "cp1");
+  Emit("f2", {"b"}, "cp2");
+  Emit("f3", {"c"}, "cp3");
+  Run();
+  ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 3; }, std::chrono::seconds(10)));
+  pipeline_->Stop(std::chrono::seconds(1));
+  // Each next batch is taken before the last one's verdict; the verdicts come in order.
+  EXPECT_EQ(state_.source_log, (std::vector<std::string>{"poll f1", "poll f2", "ack f1 ok", "poll f3", "ack f2 ok",
+                                                         "ack f3 ok"}));
+  EXPECT_EQ(*journal_->GetCheckpoint("in"), "cp3");
+}
+
+TEST_F(PipelineTest, NothingIsCommittedAfterAPipelinedBatchThatFailed) {
+  state_.pipelined = true;
+  Run();
+  // Another connection holds the write lock: f1's commit fails once the busy timeout runs out.
+  auto other = Db::Open(config_.journal.path, false, false);
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE((*other)->Exec("BEGIN EXCLUSIVE").ok());
+  {
+    std::lock_guard<std::mutex> l(state_.mu);  // both at once: f2 is there when f1 is taken
+    state_.retry.push_back(Batch("f1", {"a"}, "cp1"));
+    state_.retry.push_back(Batch("f2", {"b"}, "cp2"));
+  }
+  ASSERT_TRUE(gw::testing::WaitFor([&] {
+    std::lock_guard<std::mutex> l(state_.mu);
+    return std::find(state_.source_log.begin(), state_.source_log.end(), "ack f2 failed") != state_.source_log.end();
+  }, std::chrono::seconds(20)));
+  // f2 was in hand while f1 committed, and was handed back without being committed.
+  EXPECT_EQ(*journal_->CountEvents(), 0);
+  ASSERT_TRUE((*other)->Exec("ROLLBACK").ok());
+  ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 2; }, std::chrono::seconds(20)));
+  pipeline_->Stop(std::chrono::seconds(1));
+  std::vector<std::string> log(state_.source_log.begin(), state_.source_log.begin() + 4);
+  EXPECT_EQ(log, (std::vector<std::string>{"poll f1", "poll f2", "ack f1 failed", "ack f2 failed"}));
+  EXPECT_EQ(state_.acked, (std::vector<std::string>{"f1", "f2"}));
+  EXPECT_EQ(state_.delivered, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(*journal_->GetCheckpoint("in"), "cp2");
 }
 
 TEST(RegistryTest, UnknownTypeListsTheKnownOnes) {

@@ -113,7 +113,8 @@ class Source {
 
   // Waits at most `wait` for input. Returns true with `batch` filled, false when there was
   // nothing to take, or an error (kUnavailable: the core retries after a back-off).
-  // The core does not call Poll() again before it has called Ack() for the previous batch.
+  // The core does not call Poll() again before it has called Ack() for the previous batch
+  // (unless the source is also a PipelinedSource, below).
   virtual StatusOr<bool> Poll(SourceBatch* batch, std::chrono::milliseconds wait) = 0;
 
   // The journal's verdict on `batch`. OK: durable, release the input. Not OK: nothing was
@@ -126,6 +127,23 @@ class Source {
   // Where its events come from (see EventOrigin). A source that reads the market backbone or
   // the DIP returns kMarket.
   virtual EventOrigin Origin() const { return EventOrigin::kLocal; }
+};
+
+// Optional, for a source that can take its next input while the journal commits the last:
+// derive from it as well as from Source. The core then polls and screens (signs) batch N+1
+// while batch N is being committed, which overlaps decoding with the fsync.
+// The contract it loosens: Poll() may be called again before Ack() of the previous batch, with
+// at most MaxBatchesInHand() batches unacknowledged at a time. What stays: Ack() comes for
+// every batch, in the order Poll() returned them; and once a batch fails to commit, every
+// later batch already in hand is acknowledged with an error too, without being committed, so
+// a checkpoint never moves past input that was not stored. A source that opts in must not
+// hand out the same input twice while it is in hand (e.g. a file source skips files it has
+// claimed but not yet archived).
+class PipelinedSource {
+ public:
+  virtual ~PipelinedSource() = default;
+  // At least 1 (1 is the plain Source contract).
+  virtual int MaxBatchesInHand() const = 0;
 };
 
 // How a sink wants its batches: at most `max_batch` events (0: the core's `batch` key), and
