@@ -423,6 +423,15 @@ Status WireClient::ReadExact(char* buf, size_t n, Clock::time_point deadline, bo
     if (!(ssl_ && SSL_pending(ssl_) > 0)) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
       if (left < 0) left = 0;
+      if (left > 0) {
+        // About to wait for the broker: acknowledge its bytes at once. Otherwise the kernel
+        // delays our TCP ACK (we are sending nothing to carry it), and a broker with Nagle's
+        // algorithm on (Mosquitto's default) holds its next small packet, a PUBACK, until that
+        // ACK comes: a stall of up to 40 ms at the end of every batch. Linux clears the flag
+        // again by itself, so it is set before each wait.
+        int one = 1;
+        setsockopt(fd_, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+      }
       pollfd p{fd_, POLLIN, 0};
       int rc = ::poll(&p, 1, static_cast<int>(left));
       if (rc < 0 && errno == EINTR) continue;
@@ -564,107 +573,126 @@ void WireClient::PublishBatch(const std::vector<OutboundMessage>& messages, int 
     pending.clear();
   };
   auto deadline = Clock::now() + timeout;
-  bool got_one = false;  // at least one acknowledgement read since the last refill
+  // A packet read in the current round of acknowledgements, handled below the loop head.
+  bool have_packet = false;
+  uint8_t type = 0;
+  std::string body;
   for (;;) {
-    // Fill the window (not while acknowledgements are still being taken in); many PUBLISH
-    // packets go out in one write.
-    out.clear();
-    while (!got_one && !failed && next < n && pending.size() < window && out.size() < (256u << 10)) {
-      const OutboundMessage& m = messages[next];
-      const size_t body_len = 2 + m.topic.size() + 2 + (options_.version == 5 ? 1 : 0) + m.payload.size();
-      if (m.topic.size() > 65535 || body_len > kMaxRemainingLength ||
-          (broker_max_packet_ > 0 && body_len + 5 > broker_max_packet_)) {
-        // Cannot be sent at all: refused for good, and it holds nothing else back.
-        (*results)[next++] = InvalidArgument("message of " + std::to_string(body_len) + " bytes (topic " + std::to_string(m.topic.size()) +
-                                             ") is larger than MQTT or this broker allows");
+    if (!have_packet) {
+      // Fill the window; many PUBLISH packets go out in one write.
+      out.clear();
+      while (!failed && next < n && pending.size() < window && out.size() < (256u << 10)) {
+        const OutboundMessage& m = messages[next];
+        const size_t body_len = 2 + m.topic.size() + 2 + (options_.version == 5 ? 1 : 0) + m.payload.size();
+        if (m.topic.size() > 65535 || body_len > kMaxRemainingLength ||
+            (broker_max_packet_ > 0 && body_len + 5 > broker_max_packet_)) {
+          // Cannot be sent at all: refused for good, and it holds nothing else back.
+          (*results)[next++] = InvalidArgument("message of " + std::to_string(body_len) + " bytes (topic " +
+                                               std::to_string(m.topic.size()) + ") is larger than MQTT or this broker allows");
+          continue;
+        }
+        uint16_t id = next_id_++;
+        if (next_id_ == 0) next_id_ = 1;
+        out.push_back(static_cast<char>(qos == 2 ? 0x34 : 0x32));
+        PutVarint(&out, body_len);
+        PutStr(&out, m.topic);
+        PutU16(&out, id);
+        if (options_.version == 5) out.push_back(0);  // no properties
+        out.append(m.payload);
+        pending[id] = next++;
+      }
+      if (!out.empty()) {
+        Status s = SendAll(out);
+        if (!s.ok()) {
+          lose_pending(s);
+          return;
+        }
+      }
+      if (pending.empty()) {
+        if (failed || next >= n) return;
         continue;
       }
-      uint16_t id = next_id_++;
-      if (next_id_ == 0) next_id_ = 1;
-      out.push_back(static_cast<char>(qos == 2 ? 0x34 : 0x32));
-      PutVarint(&out, body_len);
-      PutStr(&out, m.topic);
-      PutU16(&out, id);
-      if (options_.version == 5) out.push_back(0);  // no properties
-      out.append(m.payload);
-      pending[id] = next++;
-    }
-    if (!out.empty()) {
-      Status s = SendAll(out);
+      // Wait for an acknowledgement only when nothing more may be sent; otherwise take what
+      // is already here and go on writing. Waiting after every write would leave the window
+      // mostly empty and the connection idle for a round trip each time.
+      const bool can_send = !failed && next < n && pending.size() < window;
+      Status s = ReadPacket(&type, &body, can_send ? Clock::now() : deadline);
+      if (s.code() == StatusCode::kDeadlineExceeded) {
+        if (can_send) continue;
+        Status why = Unavailable(Where() + ": no acknowledgement within " + std::to_string(timeout.count()) + " s");
+        Close();
+        lose_pending(why);
+        return;
+      }
       if (!s.ok()) {
         lose_pending(s);
         return;
       }
     }
-    if (pending.empty()) {
-      if (failed || next >= n) return;
-      got_one = false;  // all confirmed: refill
-      continue;
-    }
-    // Wait for one acknowledgement, then take every one already here before refilling the
-    // window, so that refills go out as one write, not one message per write.
-    uint8_t type = 0;
-    std::string body;
-    Status s = ReadPacket(&type, &body, got_one ? Clock::now() : deadline);
-    if (s.code() == StatusCode::kDeadlineExceeded) {
-      if (got_one) {
-        got_one = false;
-        continue;
-      }
-      Status why = Unavailable(Where() + ": no acknowledgement within " + std::to_string(timeout.count()) + " s");
-      Close();
-      lose_pending(why);
+    have_packet = false;
+    if (!HandleAck(type, body, &pending, results, &failed, &deadline, timeout)) return;
+    // More acknowledgements already here are taken before the next refill, so that a burst
+    // of them becomes one write.
+    Status more = ReadPacket(&type, &body, Clock::now());
+    if (more.ok()) {
+      have_packet = true;
+    } else if (more.code() != StatusCode::kDeadlineExceeded) {
+      lose_pending(more);
       return;
     }
-    if (!s.ok()) {
-      lose_pending(s);
-      return;
-    }
-    got_one = true;
-    const int kind = type >> 4;
-    if (kind == 13) continue;  // PINGRESP
-    if (kind == 14) {
-      lose_pending(Fail("disconnected by the broker"));
-      return;
-    }
-    if (kind != 4 && kind != 5 && kind != 7) continue;
-    size_t pos = 0;
-    uint16_t id = 0;
-    if (!GetU16(body, &pos, &id)) {
-      lose_pending(Fail("malformed acknowledgement"));
-      return;
-    }
-    auto it = pending.find(id);
-    if (it == pending.end()) continue;  // from an earlier, abandoned batch
-    const size_t index = it->second;
-    const int reason = (options_.version == 5 && body.size() >= 3) ? static_cast<uint8_t>(body[2]) : 0;
-    if (reason >= 0x80) {
-      char hex[8];
-      std::snprintf(hex, sizeof hex, "0x%02X", reason);
-      // Not authorised, a bad topic, too large, a bad payload format: this message never
-      // will be taken, so it becomes a dead letter and the others go on. Anything else
-      // (quota, server busy) is transient: stop here and keep order.
-      const bool permanent = reason == 0x87 || reason == 0x90 || reason == 0x95 || reason == 0x99;
-      std::string what = Where() + ": the broker refused the message (reason " + hex + ")";
-      (*results)[index] = permanent ? PermissionDenied(what) : Unavailable(what);
-      pending.erase(it);
-      if (!permanent) failed = true;
-      continue;
-    }
-    if (kind == 5) {  // PUBREC: release it, then wait for PUBCOMP
-      std::string rel("\x62\x02", 2);
-      PutU16(&rel, id);
-      Status w = SendAll(rel);
-      if (!w.ok()) {
-        lose_pending(w);
-        return;
-      }
-      continue;
-    }
-    (*results)[index] = Status::Ok();  // PUBACK (QoS 1) or PUBCOMP (QoS 2)
-    pending.erase(it);
-    deadline = Clock::now() + timeout;  // the broker is making progress
   }
+}
+
+bool WireClient::HandleAck(uint8_t type, const std::string& body, std::unordered_map<uint16_t, size_t>* pending,
+                           std::vector<Status>* results, bool* failed, Clock::time_point* deadline,
+                           std::chrono::seconds timeout) {
+  auto lose_pending = [&](const Status& why) {
+    for (const auto& [id, i] : *pending) (*results)[i] = why;
+    pending->clear();
+  };
+  const int kind = type >> 4;
+  if (kind == 14) {
+    lose_pending(Fail("disconnected by the broker"));
+    return false;
+  }
+  if (kind != 4 && kind != 5 && kind != 7) return true;  // PINGRESP and the like
+  size_t pos = 0;
+  uint16_t id = 0;
+  if (!GetU16(body, &pos, &id)) {
+    lose_pending(Fail("malformed acknowledgement"));
+    return false;
+  }
+  auto it = pending->find(id);
+  if (it == pending->end()) return true;  // from an earlier, abandoned batch
+  const size_t index = it->second;
+  const int reason = (options_.version == 5 && body.size() >= 3) ? static_cast<uint8_t>(body[2]) : 0;
+  if (reason >= 0x80) {
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "0x%02X", reason);
+    // Not authorised, a bad topic, too large, a bad payload format: this message never
+    // will be taken, so it becomes a dead letter and the others go on. Anything else
+    // (quota, server busy) is transient: stop here and keep order.
+    const bool permanent = reason == 0x87 || reason == 0x90 || reason == 0x95 || reason == 0x99;
+    std::string what = Where() + ": the broker refused the message (reason " + hex + ")";
+    (*results)[index] = permanent ? PermissionDenied(what) : Unavailable(what);
+    pending->erase(it);
+    if (!permanent) *failed = true;
+    return true;
+  }
+  if (kind == 5) {  // PUBREC: release it, then wait for PUBCOMP
+    std::string rel("\x62\x02", 2);
+    PutU16(&rel, id);
+    Status w = SendAll(rel);
+    if (!w.ok()) {
+      lose_pending(w);
+      return false;
+    }
+    return true;
+  }
+  (*results)[index] = Status::Ok();  // PUBACK (QoS 1) or PUBCOMP (QoS 2)
+  pending->erase(it);
+  *deadline = Clock::now() + timeout;  // the broker is making progress
+  return true;
 }
 
 Status WireClient::Ping() {

@@ -23,6 +23,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "mhhs/status.h"
@@ -122,6 +123,11 @@ class WireClient {
   // Reads one packet: its first byte and its body.
   Status ReadPacket(uint8_t* type, std::string* body, std::chrono::steady_clock::time_point deadline);
   Status StartTls();
+  // Takes one packet read while publishing: an acknowledgement settles its message in
+  // `results`. False when the batch must end (connection lost, protocol error).
+  bool HandleAck(uint8_t type, const std::string& body, std::unordered_map<uint16_t, size_t>* pending,
+                 std::vector<Status>* results, bool* failed, std::chrono::steady_clock::time_point* deadline,
+                 std::chrono::seconds timeout);
   // Decodes a PUBLISH packet.
   Status ParsePublish(uint8_t type, const std::string& body, InboundMessage* out);
   std::string Where() const;
