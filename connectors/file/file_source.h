@@ -71,8 +71,8 @@ class FileSource : public Source, public PipelinedSource {
   StatusOr<bool> Poll(SourceBatch* batch, std::chrono::milliseconds wait) override;
   void Ack(const SourceBatch& batch, const Status& committed) override;
   void Stop() override;
-  // Two: the next file is decoded while the last one commits.
-  int MaxBatchesInHand() const override { return 2; }
+  // Three: a file is decoded while the one before is signed and the one before that commits.
+  int MaxBatchesInHand() const override { return 3; }
 
  private:
   struct Seen {

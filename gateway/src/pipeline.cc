@@ -246,6 +246,9 @@ Status Pipeline::StartSource(SourceSlot* slot) {
 
 Status Pipeline::Start() {
   if (journal_ == nullptr) return FailedPrecondition("pipeline built without a journal");
+  if (security_ && security_->signer && !sign_pool_) {
+    sign_pool_ = std::make_unique<WorkPool>(std::max(1u, std::thread::hardware_concurrency()), "sign");
+  }
   for (auto& s : sinks_) GW_RETURN_IF_ERROR(StartSink(s.get()));
   maintenance_ = std::thread([this] {
     NameThread("maintenance");
@@ -399,20 +402,21 @@ bool Pipeline::SleepUnless(const std::atomic<bool>& flag, std::chrono::milliseco
 
 void Pipeline::RunSource(SourceSlot* slot) {
   Logger& log = *slot->logger;
-  // A source that allows it has its next batch polled and screened (signed) while the journal
-  // commits the previous one; its verdict is then heard before the next is submitted, so acks
+  // A source that allows it has up to three batches in hand: one being committed by the
+  // journal, one being signed on the work pool, one being decoded by the source. Only the
+  // oldest is ever committing, and its verdict is heard before the next is submitted, so acks
   // stay in order and nothing is committed after a batch that failed.
   auto* pipelined = dynamic_cast<PipelinedSource*>(slot->source.get());
-  const bool overlap = pipelined && pipelined->MaxBatchesInHand() >= 2;
+  const size_t depth = pipelined ? static_cast<size_t>(std::clamp(pipelined->MaxBatchesInHand(), 1, 3)) : 1;
   int failures = 0;
   RateLimiter limiter(std::chrono::seconds(10));
   bool paused = false;
-  std::unique_ptr<Committing> committing;
+  std::deque<std::unique_ptr<InHand>> hand;
   while (!sources_stop_.load() && !slot->stop.load()) {
     slot->heartbeat_ms.store(NowUnixMs());
     std::string why;
     if (journal_->ShouldPause(&why)) {
-      if (committing) Settle(slot, std::move(committing), &failures);
+      Advance(slot, &hand, AdvanceMode::kAll, &failures);
       if (!paused) log.Warning("paused: " + why);
       paused = true;
       SleepUnless(slot->stop, std::chrono::milliseconds(200));
@@ -420,61 +424,115 @@ void Pipeline::RunSource(SourceSlot* slot) {
     }
     if (paused) log.Notice("resumed: the journal is below its low water mark");
     paused = false;
-    SourceBatch batch;
-    StatusOr<bool> polled = false;
-    try {
-      polled = slot->source->Poll(&batch, std::chrono::milliseconds(committing ? 0 : 500));
-    } catch (const std::exception& e) {
-      polled = Internal(std::string("Poll threw: ") + e.what());
-    }
-    if (!polled.ok()) {
-      if (committing) Settle(slot, std::move(committing), &failures);
-      ++failures;
-      uint64_t suppressed = 0;
-      if (limiter.Allow(&suppressed)) {
-        log.Warning(polled.status().ToString() + (suppressed ? " (" + std::to_string(suppressed) + " similar suppressed)" : ""));
+    bool took = false;
+    if (hand.size() < depth) {
+      SourceBatch batch;
+      StatusOr<bool> polled = false;
+      try {
+        polled = slot->source->Poll(&batch, std::chrono::milliseconds(hand.empty() ? 500 : 0));
+      } catch (const std::exception& e) {
+        polled = Internal(std::string("Poll threw: ") + e.what());
       }
-      SleepUnless(slot->stop, JitteredBackoff(failures, std::chrono::milliseconds(500), std::chrono::seconds(30)));
-      continue;
+      if (!polled.ok()) {
+        Advance(slot, &hand, AdvanceMode::kAll, &failures);
+        ++failures;
+        uint64_t suppressed = 0;
+        if (limiter.Allow(&suppressed)) {
+          log.Warning(polled.status().ToString() + (suppressed ? " (" + std::to_string(suppressed) + " similar suppressed)" : ""));
+        }
+        SleepUnless(slot->stop, JitteredBackoff(failures, std::chrono::milliseconds(500), std::chrono::seconds(30)));
+        continue;
+      }
+      if (*polled) {
+        auto h = std::make_unique<InHand>();
+        h->batch = std::move(batch);
+        if (security_) h->screening = StartScreen(slot, &h->batch);
+        hand.push_back(std::move(h));
+        took = true;
+      }
     }
-    if (!*polled) {
-      if (committing) Settle(slot, std::move(committing), &failures);
-      continue;
-    }
-    Status screened = security_ ? Screen(slot, &batch) : Status::Ok();
-    // The previous batch's verdict first: acks go in order.
-    const bool previous_ok = !committing || Settle(slot, std::move(committing), &failures);
-    if (!screened.ok()) {
-      // Not signed: nothing is journalled and the source offers the input again.
-      slot->source->Ack(batch, screened);
-      ++failures;
-      log.Error(batch.unit + ": " + screened.ToString() + "; will be offered again");
-      SleepUnless(slot->stop, JitteredBackoff(failures, std::chrono::milliseconds(500), std::chrono::seconds(30)));
-      continue;
-    }
-    if (!previous_ok) {
-      slot->source->Ack(batch, Unavailable("not committed: the batch before it failed to commit"));
-      continue;
-    }
-    if (slot->stop.load()) {
-      slot->source->Ack(batch, Cancelled("source stopping for a reload"));
-      break;
-    }
-    auto next = std::make_unique<Committing>();
-    next->batch = std::move(batch);
-    // What the source turned away is recorded with the batch, before it is acknowledged: a
-    // quarantined message must be stored before the broker forgets it.
-    next->committed = journal_->AppendAsync(slot->name, next->batch.events, slot->targets, next->batch.checkpoint,
-                                            next->batch.rejections, &next->result);
-    committing = std::move(next);
-    if (!overlap) Settle(slot, std::move(committing), &failures);
+    // Waits only when no more input may be taken: the hand is full, or the source had none.
+    Advance(slot, &hand, took && hand.size() < depth ? AdvanceMode::kReady : AdvanceMode::kOne, &failures);
   }
-  if (committing) Settle(slot, std::move(committing), &failures);
+  Advance(slot, &hand, AdvanceMode::kAll, &failures);
 }
 
-bool Pipeline::Settle(SourceSlot* slot, std::unique_ptr<Committing> c, int* failures) {
+void Pipeline::Advance(SourceSlot* slot, std::deque<std::unique_ptr<InHand>>* hand, AdvanceMode mode, int* failures) {
   Logger& log = *slot->logger;
-  Status s = c->committed.get();
+  auto ready = [](std::future<Status>& f) { return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready; };
+  // Hands every batch still in hand back unstored, in order (after waiting for its signing,
+  // which works on the batch's memory).
+  auto fail_rest = [&](const Status& why) {
+    for (auto& h : *hand) {
+      for (auto& f : h->screening) f.wait();
+      slot->source->Ack(h->batch, why);
+    }
+    hand->clear();
+  };
+  bool may_wait = mode != AdvanceMode::kReady;
+  while (!hand->empty()) {
+    InHand& front = *hand->front();
+    if (front.submitted) {
+      if (!may_wait && !ready(front.committed)) return;
+      Status verdict = front.committed.get();
+      // Committed: the next batch, if already signed, goes to the journal before this one is
+      // acknowledged, so that the source's own work (archiving a file: renames and fsyncs)
+      // overlaps the next commit instead of leaving the journal idle.
+      if (verdict.ok() && hand->size() > 1 && !(*hand)[1]->submitted) {
+        InHand& next = *(*hand)[1];
+        bool signed_already = true;
+        for (auto& f : next.screening) signed_already = signed_already && ready(f);
+        if (signed_already && !slot->stop.load()) {
+          Status screened = FinishScreen(slot, &next.batch, &next.screening);
+          if (screened.ok()) {
+            next.committed = journal_->AppendAsync(slot->name, next.batch.events, slot->targets, next.batch.checkpoint,
+                                                   next.batch.rejections, &next.result);
+            next.submitted = true;
+          } else {
+            next.screen_error = screened;
+          }
+        }
+      }
+      const bool ok = Settle(slot, &front, verdict, failures);
+      hand->pop_front();
+      if (!ok) {
+        fail_rest(Unavailable("not committed: the batch before it failed to commit"));
+        return;
+      }
+      // Room for new input again: only kAll goes on waiting.
+      if (mode == AdvanceMode::kOne) may_wait = false;
+      continue;
+    }
+    if (!may_wait) {
+      for (auto& f : front.screening) {
+        if (!ready(f)) return;
+      }
+    }
+    Status screened = front.screen_error.ok() ? FinishScreen(slot, &front.batch, &front.screening) : front.screen_error;
+    if (!screened.ok()) {
+      // Not signed: nothing is journalled and the source offers the input again.
+      slot->source->Ack(front.batch, screened);
+      log.Error(front.batch.unit + ": " + screened.ToString() + "; will be offered again");
+      hand->pop_front();
+      fail_rest(Unavailable("not committed: the batch before it could not be signed"));
+      ++*failures;
+      SleepUnless(slot->stop, JitteredBackoff(*failures, std::chrono::milliseconds(500), std::chrono::seconds(30)));
+      return;
+    }
+    if (slot->stop.load()) {
+      fail_rest(Cancelled("source stopping for a reload"));
+      return;
+    }
+    // What the source turned away is recorded with the batch, before it is acknowledged: a
+    // quarantined message must be stored before the broker forgets it.
+    front.committed = journal_->AppendAsync(slot->name, front.batch.events, slot->targets, front.batch.checkpoint,
+                                            front.batch.rejections, &front.result);
+    front.submitted = true;
+  }
+}
+
+bool Pipeline::Settle(SourceSlot* slot, InHand* c, const Status& s, int* failures) {
+  Logger& log = *slot->logger;
   const SourceBatch& batch = c->batch;
   try {
     slot->source->Ack(batch, s);
@@ -503,33 +561,40 @@ bool Pipeline::Settle(SourceSlot* slot, std::unique_ptr<Committing> c, int* fail
   return true;
 }
 
-Status Pipeline::Screen(SourceSlot* slot, SourceBatch* batch) {
-  if (batch->events.empty()) return Status::Ok();
-  if (!slot->market) {
-    if (!security_->signer) return Status::Ok();
-    const std::string date = IsoUtc(NowUnixMs() / 1000);
-    const std::string& me = security_->participant_mpid;
-    auto sign_range = [&](size_t from, size_t to) -> Status {
+std::vector<std::future<Status>> Pipeline::StartScreen(SourceSlot* slot, SourceBatch* batch) {
+  std::vector<std::future<Status>> parts;
+  if (slot->market || !security_->signer || batch->events.empty() || !sign_pool_) return parts;
+  const std::string date = IsoUtc(NowUnixMs() / 1000);
+  const Security* security = security_;
+  // A batch is shared out over the pool's threads in slices of at least 64 events.
+  const size_t n = batch->events.size();
+  const size_t slices = std::min<size_t>(sign_pool_->size(), n / 64 + 1);
+  for (size_t w = 0; w < slices; ++w) {
+    const size_t from = n * w / slices, to = n * (w + 1) / slices;
+    parts.push_back(sign_pool_->Run([security, batch, from, to, date]() -> Status {
+      const std::string& me = security->participant_mpid;
       for (size_t i = from; i < to; ++i) {
         Event& e = batch->events[i];
-        if (e.signature.empty() && e.sender.mpid == me) GW_RETURN_IF_ERROR(security_->signer->Sign(&e, date));
+        if (e.signature.empty() && e.sender.mpid == me) GW_RETURN_IF_ERROR(security->signer->Sign(&e, date));
       }
       return Status::Ok();
-    };
-    // RSA signing costs about a quarter of a millisecond an event: a large batch is shared
-    // out over the cores.
-    const size_t n = batch->events.size();
-    const size_t workers = std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()), n / 64 + 1);
-    std::vector<std::future<Status>> parts;
-    for (size_t w = 1; w < workers; ++w) {
-      parts.push_back(std::async(std::launch::async, sign_range, n * w / workers, n * (w + 1) / workers));
-    }
-    Status first = sign_range(0, n / workers);
-    for (auto& f : parts) {
-      Status st = f.get();
-      if (first.ok()) first = st;
-    }
+    }));
+  }
+  return parts;
+}
+
+Status Pipeline::FinishScreen(SourceSlot* slot, SourceBatch* batch, std::vector<std::future<Status>>* parts) {
+  Status first = Status::Ok();
+  for (auto& f : *parts) {
+    Status st = f.get();
+    if (first.ok()) first = st;
+  }
+  parts->clear();
+  if (!security_ || batch->events.empty()) return Status::Ok();
+  if (!slot->market) {
     if (!first.ok()) return first.Annotate("signing");
+    if (!security_->signer) return Status::Ok();
+    const std::string& me = security_->participant_mpid;
     for (const Event& e : batch->events) {
       if (e.sender.mpid != me) {
         slot->logger->Warning("event " + e.id + " names sender " + e.sender.mpid + ", not this participant (" + me +

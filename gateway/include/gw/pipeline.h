@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <future>
 #include <map>
 #include <mutex>
@@ -26,6 +27,7 @@
 #include "gw/log.h"
 #include "gw/metrics.h"
 #include "gw/security.h"
+#include "gw/work_pool.h"
 #include "mhhs/connector.h"
 
 namespace gw {
@@ -145,12 +147,18 @@ class Pipeline {
     Counter* dead = nullptr;
   };
 
-  // A batch handed to the journal whose verdict its source has not heard yet.
-  struct Committing {
+  // A batch between Poll() and Ack(): being signed on the work pool, then committed.
+  struct InHand {
     SourceBatch batch;
+    std::vector<std::future<Status>> screening;  // signing slices on sign_pool_
+    Status screen_error;                         // signing failed (collected early)
+    bool submitted = false;                      // handed to the journal
     AppendResult result;
     std::future<Status> committed;
   };
+  // How far Advance() may wait: kReady takes only what is finished; kOne waits until there is
+  // room for one more batch; kAll settles everything in hand.
+  enum class AdvanceMode { kReady, kOne, kAll };
 
   Status MakeSink(const ConnectorConfig& c, std::unique_ptr<SinkSlot>* out);
   Status MakeSource(const ConnectorConfig& c, std::unique_ptr<SourceSlot>* out);
@@ -159,13 +167,18 @@ class Pipeline {
   void StopSource(SourceSlot* slot);
   void StopSink(SinkSlot* slot, std::chrono::milliseconds drain);
   void RunSource(SourceSlot* slot);
-  // Waits for `c`'s commit, acknowledges it to the source and counts it; after a failure it
-  // backs off. Returns whether it was committed.
-  bool Settle(SourceSlot* slot, std::unique_ptr<Committing> c, int* failures);
-  // Before the journal: signs this participant's events from a local source; checks events
-  // from a market source (signature, entitlements) and turns the failures into rejections.
-  // An error (signing failed) means nothing of the batch may be journalled.
-  Status Screen(SourceSlot* slot, SourceBatch* batch);
+  // Moves the batches in hand on, oldest first: submits a signed one to the journal, and
+  // acknowledges a committed one to the source (all later ones fail with it).
+  void Advance(SourceSlot* slot, std::deque<std::unique_ptr<InHand>>* hand, AdvanceMode mode, int* failures);
+  // Acknowledges `c` to the source with its commit's verdict `s` and counts it; after a
+  // failure it backs off. Returns whether it was committed.
+  bool Settle(SourceSlot* slot, InHand* c, const Status& s, int* failures);
+  // Before the journal: this participant's events from a local source are signed, on the work
+  // pool (StartScreen), and the source thread collects the result (FinishScreen); events from
+  // a market source are checked (signature, entitlements) in FinishScreen, and the failures
+  // become rejections. An error (signing failed) means nothing of the batch may be journalled.
+  std::vector<std::future<Status>> StartScreen(SourceSlot* slot, SourceBatch* batch);
+  Status FinishScreen(SourceSlot* slot, SourceBatch* batch, std::vector<std::future<Status>>* parts);
   // Counts `batch`'s rejections by reason.
   void CountRejections(const SourceSlot& slot, const SourceBatch& batch);
   void RunSink(SinkSlot* slot);
@@ -193,6 +206,7 @@ class Pipeline {
   std::chrono::steady_clock::time_point drain_deadline_{};
   PipelineCounters counters_;
   const Security* security_ = nullptr;
+  std::unique_ptr<WorkPool> sign_pool_;  // signs local sources' events (with [security] key)
 };
 
 // Fails when a market source would take in unverified events although [security] asks for

@@ -210,7 +210,7 @@ TEST_F(FileSourceTest, LargeFileIsStreamedInBatchesAndArchivedAfterTheLast) {
 
 TEST_F(FileSourceTest, TwoFilesInHandAreDistinctAndAFailedOneComesBack) {
   auto src = Make();
-  EXPECT_EQ(dynamic_cast<PipelinedSource*>(src.get())->MaxBatchesInHand(), 2);
+  EXPECT_EQ(dynamic_cast<PipelinedSource*>(src.get())->MaxBatchesInHand(), 3);
   WriteFile(dir_ / "inbox/a.uff", kValid);
   WriteFile(dir_ / "inbox/b.uff", kValid);
   SourceBatch a, b, none;

@@ -34,7 +34,7 @@ struct FakeState {
   std::vector<size_t> call_sizes;
   DeliveryHints hints;
   std::atomic<bool> wedge{false};
-  bool pipelined = false;                   // the source is a PipelinedSource (2 in hand)
+  int pipelined = 0;                        // > 0: the source is a PipelinedSource with this many in hand
   std::vector<std::string> source_log;      // "poll UNIT", "ack UNIT ok|failed"
   std::deque<SourceBatch> retry;            // batches acked with an error, offered again first
 };
@@ -69,8 +69,11 @@ class FakeSource : public Source {
 
 class FakePipelinedSource : public FakeSource, public PipelinedSource {
  public:
-  using FakeSource::FakeSource;
-  int MaxBatchesInHand() const override { return 2; }
+  FakePipelinedSource(FakeState* s, int depth) : FakeSource(s), depth_(depth) {}
+  int MaxBatchesInHand() const override { return depth_; }
+
+ private:
+  int depth_;
 };
 
 class FakeSink : public Sink {
@@ -122,7 +125,7 @@ class PipelineTest : public ::testing::Test {
     ASSERT_TRUE(cfg.ok()) << cfg.status().ToString();
     config_ = std::move(*cfg);
     ASSERT_TRUE(registry_.RegisterSource("fake", [this](const ConnectorContext&) -> StatusOr<std::unique_ptr<Source>> {
-      if (state_.pipelined) return std::unique_ptr<Source>(new FakePipelinedSource(&state_));
+      if (state_.pipelined > 0) return std::unique_ptr<Source>(new FakePipelinedSource(&state_, state_.pipelined));
       return std::unique_ptr<Source>(new FakeSource(&state_));
     }).ok());
     ASSERT_TRUE(registry_.RegisterSink("fake", [this](const ConnectorContext&) -> StatusOr<std::unique_ptr<Sink>> {
@@ -297,7 +300,7 @@ TEST_F(PipelineTest, AWedgedSinkMakesThePipelineUnhealthy) {
 }
 
 TEST_F(PipelineTest, APipelinedSourceIsPolledWhileItsLastBatchCommits) {
-  state_.pipelined = true;
+  state_.pipelined = 2;
   Emit("f1", {"a"}, "cp1");
   Emit("f2", {"b"}, "cp2");
   Emit("f3", {"c"}, "cp3");
@@ -311,7 +314,7 @@ TEST_F(PipelineTest, APipelinedSourceIsPolledWhileItsLastBatchCommits) {
 }
 
 TEST_F(PipelineTest, NothingIsCommittedAfterAPipelinedBatchThatFailed) {
-  state_.pipelined = true;
+  state_.pipelined = 3;
   Run();
   // Another connection holds the write lock: f1's commit fails once the busy timeout runs out.
   auto other = Db::Open(config_.journal.path, false, false);
@@ -321,21 +324,23 @@ TEST_F(PipelineTest, NothingIsCommittedAfterAPipelinedBatchThatFailed) {
     std::lock_guard<std::mutex> l(state_.mu);  // both at once: f2 is there when f1 is taken
     state_.retry.push_back(Batch("f1", {"a"}, "cp1"));
     state_.retry.push_back(Batch("f2", {"b"}, "cp2"));
+    state_.retry.push_back(Batch("f3", {"c"}, "cp3"));
   }
   ASSERT_TRUE(gw::testing::WaitFor([&] {
     std::lock_guard<std::mutex> l(state_.mu);
-    return std::find(state_.source_log.begin(), state_.source_log.end(), "ack f2 failed") != state_.source_log.end();
+    return std::find(state_.source_log.begin(), state_.source_log.end(), "ack f3 failed") != state_.source_log.end();
   }, std::chrono::seconds(20)));
-  // f2 was in hand while f1 committed, and was handed back without being committed.
+  // f2 and f3 were in hand while f1 committed, and were handed back without being committed.
   EXPECT_EQ(*journal_->CountEvents(), 0);
   ASSERT_TRUE((*other)->Exec("ROLLBACK").ok());
-  ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 2; }, std::chrono::seconds(20)));
+  ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 3; }, std::chrono::seconds(20)));
   pipeline_->Stop(std::chrono::seconds(1));
-  std::vector<std::string> log(state_.source_log.begin(), state_.source_log.begin() + 4);
-  EXPECT_EQ(log, (std::vector<std::string>{"poll f1", "poll f2", "ack f1 failed", "ack f2 failed"}));
-  EXPECT_EQ(state_.acked, (std::vector<std::string>{"f1", "f2"}));
-  EXPECT_EQ(state_.delivered, (std::vector<std::string>{"a", "b"}));
-  EXPECT_EQ(*journal_->GetCheckpoint("in"), "cp2");
+  std::vector<std::string> log(state_.source_log.begin(), state_.source_log.begin() + 6);
+  EXPECT_EQ(log, (std::vector<std::string>{"poll f1", "poll f2", "poll f3", "ack f1 failed", "ack f2 failed",
+                                           "ack f3 failed"}));
+  EXPECT_EQ(state_.acked, (std::vector<std::string>{"f1", "f2", "f3"}));
+  EXPECT_EQ(state_.delivered, (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(*journal_->GetCheckpoint("in"), "cp3");
 }
 
 TEST(RegistryTest, UnknownTypeListsTheKnownOnes) {
