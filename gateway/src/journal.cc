@@ -343,7 +343,8 @@ Status Journal::Write(std::function<Status(Db&)> fn, bool notify_append, bool wa
   return Submit(std::move(fn), notify_append).get();
 }
 
-std::future<Status> Journal::Submit(std::function<Status(Db&)> fn, bool notify_append) {
+std::future<Status> Journal::Submit(std::function<Status(Db&)> fn, bool notify_append,
+                                    std::shared_ptr<AppendChain> chain) {
   std::promise<Status> failed;
   if (options_.read_only) {
     failed.set_value(FailedPrecondition(options_.path + ": journal opened read-only"));
@@ -351,7 +352,7 @@ std::future<Status> Journal::Submit(std::function<Status(Db&)> fn, bool notify_a
   }
   auto done = std::make_shared<std::promise<Status>>();
   std::future<Status> fut = done->get_future();
-  Status queued = Enqueue(std::move(fn), notify_append, std::move(done));
+  Status queued = Enqueue(std::move(fn), notify_append, std::move(done), std::move(chain));
   if (!queued.ok()) {
     failed.set_value(queued);
     return failed.get_future();
@@ -359,11 +360,13 @@ std::future<Status> Journal::Submit(std::function<Status(Db&)> fn, bool notify_a
   return fut;
 }
 
-Status Journal::Enqueue(std::function<Status(Db&)> fn, bool notify_append, std::shared_ptr<std::promise<Status>> done) {
+Status Journal::Enqueue(std::function<Status(Db&)> fn, bool notify_append, std::shared_ptr<std::promise<Status>> done,
+                        std::shared_ptr<AppendChain> chain) {
   WriteOp op;
   op.fn = std::move(fn);
   op.notify_append = notify_append;
   op.done = std::move(done);
+  op.chain = std::move(chain);
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
     if (stopping_) return Cancelled("journal is closing");
@@ -397,6 +400,10 @@ void Journal::WriterLoop() {
     }
     if (commit.ok()) {
       for (size_t i = 0; i < batch.size(); ++i) {
+        if (batch[i].chain && batch[i].chain->broken.load()) {
+          results[i] = Unavailable("not committed: an earlier batch of the same source failed");
+          continue;
+        }
         // A savepoint per operation: one failing caller does not fail the others.
         const std::string tip_before_op = audit_tip_;
         const int64_t next_before_op = audit_next_id_;
@@ -410,6 +417,7 @@ void Journal::WriterLoop() {
           (void)db.Exec("RELEASE op");
           audit_tip_ = tip_before_op;
           audit_next_id_ = next_before_op;
+          if (batch[i].chain) batch[i].chain->broken.store(true);
         }
         results[i] = s;
         if (!s.ok() && sqlite3_get_autocommit(db.raw())) {
@@ -427,6 +435,9 @@ void Journal::WriterLoop() {
       }
     }
     if (!commit.ok()) {
+      for (const WriteOp& op : batch) {
+        if (op.chain) op.chain->broken.store(true);
+      }
       // Take the chain's tip from what is on disk, whatever SQLite kept or rolled back.
       if (!ReloadAuditTip(db).ok()) {
         audit_tip_ = tip_before_batch;
@@ -548,7 +559,8 @@ Status Journal::Append(const std::string& source, const std::vector<Event>& even
 
 std::future<Status> Journal::AppendAsync(const std::string& source, const std::vector<Event>& events,
                                          const std::vector<DeliveryTarget>& targets, const std::string& checkpoint,
-                                         const std::vector<Rejection>& rejections, AppendResult* result) {
+                                         const std::vector<Rejection>& rejections, AppendResult* result,
+                                         std::shared_ptr<AppendChain> chain) {
   // What the writer needs beyond the caller's references, prepared here on the caller's
   // thread so that the writer thread only writes: sealed payloads, and each signature with its
   // certificate split off (certificates are stored once; INSERT OR IGNORE, usually one).
@@ -632,7 +644,7 @@ std::future<Status> Journal::AppendAsync(const std::string& source, const std::v
         if (result) *result = local;
         return Status::Ok();
       },
-      /*notify_append=*/!events.empty());
+      /*notify_append=*/!events.empty(), std::move(chain));
 }
 
 Status Journal::RecordOutcomes(const std::string& sink, const DeliveryOutcomes& o) {

@@ -460,40 +460,45 @@ void Pipeline::RunSource(SourceSlot* slot) {
 void Pipeline::Advance(SourceSlot* slot, std::deque<std::unique_ptr<InHand>>* hand, AdvanceMode mode, int* failures) {
   Logger& log = *slot->logger;
   auto ready = [](std::future<Status>& f) { return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready; };
-  // Hands every batch still in hand back unstored, in order (after waiting for its signing,
-  // which works on the batch's memory).
+  // Hands every batch still in hand back unstored, in order, once nothing works on its memory
+  // any more (its signing, and the journal for one already submitted: that one fails too, its
+  // chain being broken). A new chain starts for what comes next.
   auto fail_rest = [&](const Status& why) {
     for (auto& h : *hand) {
       for (auto& f : h->screening) f.wait();
+      if (h->submitted) h->committed.wait();
       slot->source->Ack(h->batch, why);
     }
     hand->clear();
+    slot->chain = std::make_shared<AppendChain>();
   };
   bool may_wait = mode != AdvanceMode::kReady;
-  while (!hand->empty()) {
+  for (;;) {
+    // Every batch whose signing is done goes to the journal, in order: the journal may commit
+    // several in one transaction (one fsync). Submission stops at the first batch not signed
+    // yet, or whose signing failed: nothing after it may be committed before it.
+    for (auto& h : *hand) {
+      if (h->submitted) continue;
+      if (!h->screen_error.ok() || slot->stop.load()) break;
+      bool signed_all = true;
+      for (auto& f : h->screening) signed_all = signed_all && ready(f);
+      if (!signed_all) break;
+      Status screened = FinishScreen(slot, &h->batch, &h->screening);
+      if (!screened.ok()) {
+        h->screen_error = screened;
+        break;
+      }
+      // What the source turned away is recorded with the batch, before it is acknowledged: a
+      // quarantined message must be stored before the broker forgets it.
+      h->committed = journal_->AppendAsync(slot->name, h->batch.events, slot->targets, h->batch.checkpoint,
+                                           h->batch.rejections, &h->result, slot->chain);
+      h->submitted = true;
+    }
+    if (hand->empty()) return;
     InHand& front = *hand->front();
     if (front.submitted) {
       if (!may_wait && !ready(front.committed)) return;
-      Status verdict = front.committed.get();
-      // Committed: the next batch, if already signed, goes to the journal before this one is
-      // acknowledged, so that the source's own work (archiving a file: renames and fsyncs)
-      // overlaps the next commit instead of leaving the journal idle.
-      if (verdict.ok() && hand->size() > 1 && !(*hand)[1]->submitted) {
-        InHand& next = *(*hand)[1];
-        bool signed_already = true;
-        for (auto& f : next.screening) signed_already = signed_already && ready(f);
-        if (signed_already && !slot->stop.load()) {
-          Status screened = FinishScreen(slot, &next.batch, &next.screening);
-          if (screened.ok()) {
-            next.committed = journal_->AppendAsync(slot->name, next.batch.events, slot->targets, next.batch.checkpoint,
-                                                   next.batch.rejections, &next.result);
-            next.submitted = true;
-          } else {
-            next.screen_error = screened;
-          }
-        }
-      }
-      const bool ok = Settle(slot, &front, verdict, failures);
+      const bool ok = Settle(slot, &front, front.committed.get(), failures);
       hand->pop_front();
       if (!ok) {
         fail_rest(Unavailable("not committed: the batch before it failed to commit"));
@@ -503,16 +508,10 @@ void Pipeline::Advance(SourceSlot* slot, std::deque<std::unique_ptr<InHand>>* ha
       if (mode == AdvanceMode::kOne) may_wait = false;
       continue;
     }
-    if (!may_wait) {
-      for (auto& f : front.screening) {
-        if (!ready(f)) return;
-      }
-    }
-    Status screened = front.screen_error.ok() ? FinishScreen(slot, &front.batch, &front.screening) : front.screen_error;
-    if (!screened.ok()) {
+    if (!front.screen_error.ok()) {
       // Not signed: nothing is journalled and the source offers the input again.
-      slot->source->Ack(front.batch, screened);
-      log.Error(front.batch.unit + ": " + screened.ToString() + "; will be offered again");
+      slot->source->Ack(front.batch, front.screen_error);
+      log.Error(front.batch.unit + ": " + front.screen_error.ToString() + "; will be offered again");
       hand->pop_front();
       fail_rest(Unavailable("not committed: the batch before it could not be signed"));
       ++*failures;
@@ -523,11 +522,8 @@ void Pipeline::Advance(SourceSlot* slot, std::deque<std::unique_ptr<InHand>>* ha
       fail_rest(Cancelled("source stopping for a reload"));
       return;
     }
-    // What the source turned away is recorded with the batch, before it is acknowledged: a
-    // quarantined message must be stored before the broker forgets it.
-    front.committed = journal_->AppendAsync(slot->name, front.batch.events, slot->targets, front.batch.checkpoint,
-                                            front.batch.rejections, &front.result);
-    front.submitted = true;
+    if (!may_wait) return;
+    for (auto& f : front.screening) f.wait();  // then the loop submits it
   }
 }
 

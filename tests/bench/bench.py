@@ -305,7 +305,7 @@ def run_limit(args, work, env_path, ids, broker):
 
 def run_gateway(args, work, files, owner, keys, broker):
     log("gateway: %d files renamed into the inbox -> mhhs-gatewayd -> the broker" % len(files))
-    gw, config = gateway_config(args, work, keys, broker.port)
+    gw, config = gateway_config(args, work, keys, broker.port, journal_dir=os.environ.get("BENCH_JOURNAL_DIR"))
     logf = open(os.path.join(work, "gateway.log"), "w")
     proc = subprocess.Popen([args.daemon, "--config", config], stdout=logf, stderr=subprocess.STDOUT)
     end = time.time() + 30

@@ -58,6 +58,14 @@ struct DeliveryTarget {
   int64_t expiry_s = 0;
 };
 
+// Ties a source's appends together when it has more than one queued at a time: once one
+// fails (its own error, or the transaction it was in did not commit), every later append of
+// the same chain fails too without being written, so a checkpoint never moves past input that
+// was not stored. Start a new chain after the source has heard of the failure.
+struct AppendChain {
+  std::atomic<bool> broken{false};
+};
+
 struct AppendResult {
   int64_t appended = 0;    // new events stored
   int64_t duplicates = 0;  // events whose id was already journalled
@@ -173,9 +181,11 @@ class Journal {
   // that the caller can prepare its next batch while this one commits. `rejections` are
   // recorded in the same transaction (as RecordRejections()). Everything passed by reference
   // (`result` included) must stay valid until the future is ready.
+  // With a `chain`, the append is refused unwritten when an earlier append of the chain failed.
   std::future<Status> AppendAsync(const std::string& source, const std::vector<Event>& events,
                                   const std::vector<DeliveryTarget>& targets, const std::string& checkpoint,
-                                  const std::vector<Rejection>& rejections, AppendResult* result);
+                                  const std::vector<Rejection>& rejections, AppendResult* result,
+                                  std::shared_ptr<AppendChain> chain = nullptr);
   // The last committed checkpoint of `source`, or "" when there is none.
   StatusOr<std::string> GetCheckpoint(const std::string& source);
 
@@ -248,6 +258,7 @@ class Journal {
     std::function<Status(Db&)> fn;
     bool notify_append = false;
     std::shared_ptr<std::promise<Status>> done;  // null when nobody waits
+    std::shared_ptr<AppendChain> chain;          // null: independent of other writes
   };
 
   explicit Journal(JournalOptions options) : options_(std::move(options)) {}
@@ -256,8 +267,10 @@ class Journal {
   // Queues `fn` to run inside the writer's next transaction and, if `wait`, blocks for its status.
   Status Write(std::function<Status(Db&)> fn, bool notify_append, bool wait);
   // Queues `fn` and returns a future for its status.
-  std::future<Status> Submit(std::function<Status(Db&)> fn, bool notify_append);
-  Status Enqueue(std::function<Status(Db&)> fn, bool notify_append, std::shared_ptr<std::promise<Status>> done);
+  std::future<Status> Submit(std::function<Status(Db&)> fn, bool notify_append,
+                             std::shared_ptr<AppendChain> chain = nullptr);
+  Status Enqueue(std::function<Status(Db&)> fn, bool notify_append, std::shared_ptr<std::promise<Status>> done,
+                 std::shared_ptr<AppendChain> chain = nullptr);
   // Writes an audit entry for each rejection and keeps the quarantined ones (writer thread).
   Status WriteRejections(Db& db, const std::string& source, const std::vector<Rejection>& rejections, int64_t now);
   void WriterLoop();

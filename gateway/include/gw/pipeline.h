@@ -131,6 +131,8 @@ class Pipeline {
     bool market = false;         // its events come from the market: verified, not signed
     bool authenticated = false;  // ... and the source authenticated them itself (entitlements only)
     RateLimiter rejection_log{std::chrono::seconds(10)};
+    // Its appends in the journal, tied so that none commits after one that failed.
+    std::shared_ptr<AppendChain> chain = std::make_shared<AppendChain>();
   };
   struct SinkSlot {
     std::string name;
@@ -147,7 +149,8 @@ class Pipeline {
     Counter* dead = nullptr;
   };
 
-  // A batch between Poll() and Ack(): being signed on the work pool, then committed.
+  // A batch between Poll() and Ack(): being signed on the work pool, then committed (several
+  // may be queued in the journal at once, chained; the oldest is acknowledged first).
   struct InHand {
     SourceBatch batch;
     std::vector<std::future<Status>> screening;  // signing slices on sign_pool_

@@ -260,6 +260,33 @@ TEST_F(JournalTest, AChainExtendedByAnotherProcessIsContinuedNotForked) {
                                              "delivered:b", "accepted:c"}));
 }
 
+TEST_F(JournalTest, NothingOfAChainCommitsAfterAnAppendThatFailed) {
+  auto j = Open();
+  // Another connection holds the write lock until the first append has failed (busy timeout).
+  auto other = Db::Open(dir_ / "journal.db", false, false);
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE((*other)->Exec("BEGIN EXCLUSIVE").ok());
+  auto chain = std::make_shared<AppendChain>();
+  std::vector<Event> first{MakeEvent("a")}, second{MakeEvent("b")}, third{MakeEvent("c")};
+  const std::vector<DeliveryTarget> to = To({"k"});
+  const std::vector<Rejection> none;
+  AppendResult r1, r2, r3;
+  auto f1 = j->AppendAsync("s", first, to, "cp1", none, &r1, chain);
+  auto f2 = j->AppendAsync("s", second, to, "cp2", none, &r2, chain);
+  EXPECT_FALSE(f1.get().ok());
+  ASSERT_TRUE((*other)->Exec("ROLLBACK").ok());
+  Status s2 = f2.get();
+  EXPECT_EQ(s2.code(), StatusCode::kUnavailable) << s2.ToString();
+  EXPECT_TRUE(chain->broken.load());
+  EXPECT_EQ(*j->CountEvents(), 0) << "the second was queued behind the failed first and must not be written";
+  EXPECT_EQ(*j->GetCheckpoint("s"), "");
+  // A new chain, once the source has heard of the failure, commits again.
+  auto f3 = j->AppendAsync("s", third, to, "cp3", none, &r3, std::make_shared<AppendChain>());
+  ASSERT_TRUE(f3.get().ok());
+  EXPECT_EQ(r3.appended, 1);
+  EXPECT_EQ(*j->GetCheckpoint("s"), "cp3");
+}
+
 TEST_F(JournalTest, FetchAfterASeqSkipsWhatIsAlreadyInHand) {
   auto j = Open();
   ASSERT_TRUE(j->Append("s", {MakeEvent("a"), MakeEvent("b"), MakeEvent("c")}, To({"k"}), "", nullptr).ok());
