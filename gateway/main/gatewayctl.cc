@@ -585,9 +585,18 @@ int CmdCheckFiles(const Ctx& ctx, const std::vector<std::string>& files, bool co
     }
     if (convert) {
       std::string line;
+      if (signer && signer->sign_batches()) {
+        // As the daemon does with sign_batches: the file's events under one signature.
+        std::vector<gw::Event*> mine;
+        for (gw::Event& e : events) {
+          if (e.sender.mpid == gateway.participant_mpid) mine.push_back(&e);
+        }
+        gw::Status st = signer->SignBatch(mine, date);
+        if (!st.ok()) return Err(EX_SOFTWARE, st.message());
+      }
       for (gw::Event& e : events) {
         line.clear();
-        if (signer && e.sender.mpid == gateway.participant_mpid) {
+        if (signer && !signer->sign_batches() && e.sender.mpid == gateway.participant_mpid) {
           gw::Status st = signer->Sign(&e, date);
           if (!st.ok()) return Err(EX_SOFTWARE, st.message());
         }

@@ -220,6 +220,9 @@ StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& 
       auto embed = sec.GetBool("embed_certificate", true);
       if (!embed.ok()) return embed.status();
       c.embed_certificate = *embed;
+      auto batches = sec.GetBool("sign_batches", false);
+      if (!batches.ok()) return batches.status();
+      c.sign_batches = *batches;
       c.trust_ca_file = path("trust_ca_file");
       c.trust_dir = path("trust_dir");
       auto require = sec.GetBool("require_signatures", true);

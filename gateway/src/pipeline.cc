@@ -137,7 +137,8 @@ std::vector<std::string> DescribeSecurity(const Security& security, const Pipeli
     return out;
   }
   if (security.signer) {
-    out.push_back("security: signing this participant's events (" + security.signer->algorithm() + ") as " +
+    out.push_back("security: signing this participant's events (" + security.signer->algorithm() +
+                  (security.signer->sign_batches() ? ", one signature per batch over a Merkle tree" : "") + ") as " +
                   security.participant_mpid + "; certificate valid until " + IsoUtc(security.signer->certificate_not_after()));
   } else {
     out.push_back("warning: [security] has no key: outbound events are not signed");
@@ -312,8 +313,8 @@ Status Pipeline::Reload(std::unique_ptr<GatewayConfig> next, std::vector<std::st
   const SecurityConfig& a = old.security;
   const SecurityConfig& b = now.security;
   if (a.configured != b.configured || a.key_file != b.key_file || a.certificate_file != b.certificate_file ||
-      a.embed_certificate != b.embed_certificate || a.trust_ca_file != b.trust_ca_file || a.trust_dir != b.trust_dir ||
-      a.require_signatures != b.require_signatures || a.policy_file != b.policy_file || a.journal_key_file != b.journal_key_file ||
+      a.embed_certificate != b.embed_certificate || a.sign_batches != b.sign_batches ||
+      a.trust_ca_file != b.trust_ca_file || a.trust_dir != b.trust_dir || a.require_signatures != b.require_signatures || a.policy_file != b.policy_file || a.journal_key_file != b.journal_key_file ||
       a.journal_key_credential != b.journal_key_credential || a.journal_old_key_files != b.journal_old_key_files) {
     note("[security] changed: takes effect after a restart");
   }
@@ -562,6 +563,17 @@ std::vector<std::future<Status>> Pipeline::StartScreen(SourceSlot* slot, SourceB
   if (slot->market || !security_->signer || batch->events.empty() || !sign_pool_) return parts;
   const std::string date = IsoUtc(NowUnixMs() / 1000);
   const Security* security = security_;
+  if (security->signer->sign_batches()) {
+    // One signature for the batch: the hashing is the work, one task does it.
+    parts.push_back(sign_pool_->Run([security, batch, date]() -> Status {
+      std::vector<Event*> mine;
+      for (Event& e : batch->events) {
+        if (e.signature.empty() && e.sender.mpid == security->participant_mpid) mine.push_back(&e);
+      }
+      return security->signer->SignBatch(mine, date);
+    }));
+    return parts;
+  }
   // A batch is shared out over the pool's threads in slices of at least 64 events.
   const size_t n = batch->events.size();
   const size_t slices = std::min<size_t>(sign_pool_->size(), n / 64 + 1);

@@ -238,6 +238,101 @@ std::string EventStringToSign(const Event& e, const std::string& date, const std
   return out;
 }
 
+namespace {
+
+std::string NodeHash(const std::string& left, const std::string& right) {
+  std::string in;
+  in.reserve(65);
+  in.push_back('\x01');
+  in.append(left);
+  in.append(right);
+  return Sha256(in);
+}
+
+}  // namespace
+
+std::string MerkleLeafHash(std::string_view data) {
+  std::string in;
+  in.reserve(data.size() + 1);
+  in.push_back('\x00');
+  in.append(data);
+  return Sha256(in);
+}
+
+// Bottom up: at each level, nodes are paired left to right and a last node without a partner
+// moves up unchanged. That is the same tree as RFC 9162's split at the largest power of two.
+std::string MerkleRoot(const std::vector<std::string>& leaves) {
+  if (leaves.empty()) return Sha256("");
+  std::vector<std::string> level = leaves;
+  while (level.size() > 1) {
+    std::vector<std::string> up;
+    up.reserve((level.size() + 1) / 2);
+    for (size_t i = 0; i + 1 < level.size(); i += 2) up.push_back(NodeHash(level[i], level[i + 1]));
+    if (level.size() % 2) up.push_back(level.back());
+    level.swap(up);
+  }
+  return level[0];
+}
+
+std::vector<std::vector<std::string>> MerklePaths(const std::vector<std::string>& leaves) {
+  std::vector<std::vector<std::string>> paths(leaves.size());
+  std::vector<size_t> pos(leaves.size());  // each leaf's node at the current level
+  for (size_t i = 0; i < leaves.size(); ++i) pos[i] = i;
+  std::vector<std::string> level = leaves;
+  while (level.size() > 1) {
+    for (size_t i = 0; i < leaves.size(); ++i) {
+      size_t sibling = pos[i] ^ 1;
+      if (sibling < level.size()) paths[i].push_back(level[sibling]);
+      pos[i] >>= 1;
+    }
+    std::vector<std::string> up;
+    up.reserve((level.size() + 1) / 2);
+    for (size_t i = 0; i + 1 < level.size(); i += 2) up.push_back(NodeHash(level[i], level[i + 1]));
+    if (level.size() % 2) up.push_back(level.back());
+    level.swap(up);
+  }
+  return paths;
+}
+
+// RFC 9162, section 2.1.3.2.
+bool MerkleRootFromPath(const std::string& leaf, uint64_t index, uint64_t size, const std::vector<std::string>& path,
+                        std::string* root) {
+  if (index >= size || leaf.size() != 32) return false;
+  uint64_t fn = index, sn = size - 1;
+  std::string r = leaf;
+  for (const std::string& p : path) {
+    if (sn == 0 || p.size() != 32) return false;
+    if ((fn & 1) == 1 || fn == sn) {
+      r = NodeHash(p, r);
+      if ((fn & 1) == 0) {
+        while ((fn & 1) == 0 && fn != 0) {
+          fn >>= 1;
+          sn >>= 1;
+        }
+      }
+    } else {
+      r = NodeHash(r, p);
+    }
+    fn >>= 1;
+    sn >>= 1;
+  }
+  if (sn != 0) return false;
+  *root = r;
+  return true;
+}
+
+std::string TreeStringToSign(const std::string& date, uint64_t size, const std::string& root) {
+  std::string out;
+  JsonWriter w(&out);
+  w.BeginArray();
+  w.String("mhhs-tree/1");
+  w.String(date);
+  w.Int(static_cast<int64_t>(size));
+  w.String(Base64Encode(root));
+  w.EndArray();
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // EventSigner
 
@@ -298,6 +393,7 @@ StatusOr<std::unique_ptr<EventSigner>> EventSigner::Load(const SecurityConfig& c
   s->cert_b64_ = Base64Encode(std::string_view(data, static_cast<size_t>(n)));
   s->cert_sha256_ = Sha256Hex(CertDer(cert.get()));
   s->embed_ = config.embed_certificate;
+  s->sign_batches_ = config.sign_batches;
   s->cert_member_ = s->embed_ ? ",\"certificate\":\"" + s->cert_b64_ + "\"" : ",\"certSha256\":\"" + s->cert_sha256_ + "\"";
   s->not_after_ = AsnTimeToUnix(X509_get0_notAfter(cert.get()));
   return s;
@@ -319,6 +415,43 @@ Status EventSigner::Sign(Event* e, const std::string& date) const {
   // The certificate member is the same for every event: written once at load, copied here.
   out.insert(out.size() - 1, cert_member_);
   e->signature = std::move(out);
+  return Status::Ok();
+}
+
+Status EventSigner::SignBatch(const std::vector<Event*>& events, const std::string& date) const {
+  if (events.empty()) return Status::Ok();
+  std::vector<std::string> hashes(events.size()), leaves(events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    hashes[i] = Base64Encode(Sha256(events[i]->payload));
+    leaves[i] = MerkleLeafHash(EventStringToSign(*events[i], date, hashes[i]));
+  }
+  const std::string root = MerkleRoot(leaves);
+  auto sig = SignBytes(TreeStringToSign(date, events.size(), root));
+  if (!sig.ok()) return sig.status();
+  const std::string value = Base64Encode(*sig);
+  const std::vector<std::vector<std::string>> paths = MerklePaths(leaves);
+  for (size_t i = 0; i < events.size(); ++i) {
+    std::string out;
+    out.reserve(cert_member_.size() + 256 + paths[i].size() * 48);
+    JsonWriter w(&out);
+    w.BeginObject();
+    w.Key("alg"); w.String(alg_);
+    w.Key("date"); w.String(date);
+    w.Key("contentHash"); w.String(hashes[i]);
+    w.Key("value"); w.String(value);
+    w.Key("tree");
+    w.BeginObject();
+    w.Key("size"); w.Int(static_cast<int64_t>(events.size()));
+    w.Key("index"); w.Int(static_cast<int64_t>(i));
+    w.Key("path");
+    w.BeginArray();
+    for (const std::string& p : paths[i]) w.String(Base64Encode(p));
+    w.EndArray();
+    w.EndObject();
+    w.EndObject();
+    out.insert(out.size() - 1, cert_member_);
+    events[i]->signature = std::move(out);
+  }
   return Status::Ok();
 }
 
@@ -381,6 +514,12 @@ struct TrustStore::Impl {
   std::map<std::string, X509Ptr> pinned;         // SHA-256 hex of the DER -> certificate
   mutable std::mutex mu;
   mutable std::unordered_map<std::string, std::shared_ptr<const CertInfo>> cache;  // key: SHA-256 of the base64 text
+  // Batch signatures already checked: SHA-256 of (certificate, sender, signed string, value)
+  // -> when the check expires. The events of one batch share one signature; it is verified
+  // once, and again after a minute (certificate dates are checked on each verification).
+  mutable std::unordered_map<std::string, int64_t> verified_trees;
+  static constexpr size_t kMaxVerifiedTrees = 4096;
+  static constexpr int64_t kVerifiedTreeTtlS = 60;
 
   std::shared_ptr<const CertInfo> Examine(X509Ptr cert) const {
     auto info = std::make_shared<CertInfo>();
@@ -536,6 +675,9 @@ VerifyVerdict TrustStore::Verify(const Event& e) const {
   if (e.signature.empty()) return Fail("signature_missing", "the event carries no signature");
   // The signature object is small and untrusted: parse it fully, then check every member.
   std::string alg, date, hash, value, cert_b64, cert_ref;
+  bool has_tree = false;
+  uint64_t tree_size = 0, tree_index = 0;
+  std::vector<std::string> tree_path;
   try {
     Poco::JSON::Parser parser;
     Poco::Dynamic::Var v = parser.parse(e.signature);
@@ -552,6 +694,35 @@ VerifyVerdict TrustStore::Verify(const Event& e) const {
     str("value", &value);
     str("certificate", &cert_b64);
     str("certSha256", &cert_ref);
+    if (obj->has("tree")) {
+      // A batch signature's inclusion proof: {"size":N,"index":i,"path":["<base64>",...]}.
+      has_tree = true;
+      Poco::Dynamic::Var t = obj->get("tree");
+      if (t.type() != typeid(Poco::JSON::Object::Ptr)) throw std::runtime_error("signature tree: not an object");
+      auto tree = t.extract<Poco::JSON::Object::Ptr>();
+      auto count = [&](const char* k) -> uint64_t {
+        if (!tree->has(k)) throw std::runtime_error(std::string("signature tree: no ") + k);
+        Poco::Dynamic::Var m = tree->get(k);
+        if (!m.isInteger()) throw std::runtime_error(std::string("signature tree ") + k + ": not an integer");
+        const int64_t n = m.convert<int64_t>();
+        if (n < 0 || n > (int64_t{1} << 40)) throw std::runtime_error(std::string("signature tree ") + k + ": out of range");
+        return static_cast<uint64_t>(n);
+      };
+      tree_size = count("size");
+      tree_index = count("index");
+      if (!tree->has("path") || tree->get("path").type() != typeid(Poco::JSON::Array::Ptr)) {
+        throw std::runtime_error("signature tree path: not an array");
+      }
+      auto path = tree->get("path").extract<Poco::JSON::Array::Ptr>();
+      if (path->size() > 64) throw std::runtime_error("signature tree path: longer than any tree");
+      for (size_t i = 0; i < path->size(); ++i) {
+        Poco::Dynamic::Var h = path->get(static_cast<unsigned>(i));
+        if (!h.isString()) throw std::runtime_error("signature tree path: not a list of strings");
+        auto raw = Base64Decode(h.extract<std::string>());
+        if (!raw.ok() || raw->size() != 32) throw std::runtime_error("signature tree path: not base64 of 32 bytes");
+        tree_path.push_back(std::move(*raw));
+      }
+    }
   } catch (const std::exception& ex) {
     return Fail("signature_malformed", std::string("signature: ") + ex.what());
   }
@@ -565,9 +736,34 @@ VerifyVerdict TrustStore::Verify(const Event& e) const {
   if (!sig.ok()) return Fail("signature_malformed", "signature value: " + sig.status().message());
 
   const bool rsa_alg = alg == "RS256";
-  VerifyVerdict v = VerifyDetached(cert_b64, cert_ref, EventStringToSign(e, date, hash), *sig, rsa_alg, e.sender.mpid);
-  if (!v.ok()) return v;
   const int64_t now = static_cast<int64_t>(std::time(nullptr));
+  if (!has_tree) {
+    VerifyVerdict v = VerifyDetached(cert_b64, cert_ref, EventStringToSign(e, date, hash), *sig, rsa_alg, e.sender.mpid);
+    if (!v.ok()) return v;
+  } else {
+    // The event's leaf, its proof up to the root, and the signature over the root.
+    std::string root;
+    if (!MerkleRootFromPath(MerkleLeafHash(EventStringToSign(e, date, hash)), tree_index, tree_size, tree_path, &root)) {
+      return Fail("signature_invalid", "signature tree: the inclusion proof does not lead to a root of a tree of " +
+                                           std::to_string(tree_size) + " at index " + std::to_string(tree_index));
+    }
+    const std::string signed_string = TreeStringToSign(date, tree_size, root);
+    const std::string key = Sha256((cert_b64.empty() ? "ref:" + cert_ref : Sha256(cert_b64)) + "\n" + e.sender.mpid + "\n" +
+                                   alg + "\n" + signed_string + "\n" + value);
+    bool known = false;
+    {
+      std::lock_guard<std::mutex> lock(impl_->mu);
+      auto it = impl_->verified_trees.find(key);
+      known = it != impl_->verified_trees.end() && it->second > now;
+    }
+    if (!known) {
+      VerifyVerdict v = VerifyDetached(cert_b64, cert_ref, signed_string, *sig, rsa_alg, e.sender.mpid);
+      if (!v.ok()) return v;
+      std::lock_guard<std::mutex> lock(impl_->mu);
+      if (impl_->verified_trees.size() >= Impl::kMaxVerifiedTrees) impl_->verified_trees.clear();
+      impl_->verified_trees[key] = now + Impl::kVerifiedTreeTtlS;
+    }
+  }
   // The date is covered by the signature: only now is it worth reading.
   int64_t signed_at = 0;
   if (!ParseIsoUtc(date, &signed_at)) {

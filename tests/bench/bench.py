@@ -31,6 +31,7 @@ key = {keys}/participant.key
 certificate = {keys}/participant.crt
 policy = {source}/config/policy.ini
 journal_key_file = {keys}/journal.key
+sign_batches = {sign_batches}
 """
 
 
@@ -262,7 +263,8 @@ from = inbox
 to = backbone
 """.format(flows=os.path.join(args.source, "config/flows"), gw=gw, keys=keys, source=args.source, port=broker_port,
            admin=admin, journal=journal_dir, extra=extra, log_level=os.environ.get("BENCH_LOG_LEVEL", "notice"),
-           security="" if os.environ.get("BENCH_SECURITY") == "off" else SECURITY.format(keys=keys, source=args.source)))
+           security="" if os.environ.get("BENCH_SECURITY") == "off" else SECURITY.format(
+               keys=keys, source=args.source, sign_batches=os.environ.get("BENCH_SIGN_BATCHES", "true"))))
     return gw, path
 
 

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <map>
+#include <set>
 
 #include "gw/envelope.h"
 #include "gw/security.h"
@@ -171,6 +172,48 @@ TEST_F(SecurityIntegrationTest, SignedBySenderVerifiedByReceiverAndNothingInTheC
   ASSERT_NE(logs.find("sink.backbone: connected"), std::string::npos) << "debug logs of both runs";
   ASSERT_NE(logs.find("source.backbone: subscribed"), std::string::npos) << logs;
   for (const std::string& s : secrets) EXPECT_EQ(logs.find(s), std::string::npos) << "a log line holds a secret: " << s.substr(0, 12) << "...";
+}
+
+TEST_F(SecurityIntegrationTest, BatchSignaturesAreVerifiedByTheReceiver) {
+  WriteConfig(SenderSecurity(SourceDir() + "/config/policy.ini") + "sign_batches = true\n");
+  std::string text = ReadFileOrEmpty(config_path_);
+  text.replace(text.find("client_id = UDMS-gw-test\n"), 25,
+               "client_id = UDMS-gw-test\nusername = UDMS\npassword_file = " + dir_ / "mqtt.password" + "\n");
+  WriteFile(config_path_, text);
+  Subscriber sub(broker_.uri(), "batch-sub");
+  sub.Connect();
+  StartReceiver();
+  StartGateway();
+  EXPECT_NE(GatewayLog().find("signing this participant's events (RS256, one signature per batch over a Merkle tree)"),
+            std::string::npos) << GatewayLog();
+  const std::string file = "D0010_UDMS_MRCY_0000475656.uff";
+  std::vector<std::string> expected = DtnRecords(ReadFileOrEmpty(Samples() + "/" + file));
+  Drop(Samples() + "/" + file);
+  ASSERT_TRUE(WaitFor([&] { return DtnRecordsInDir(dir_ / "outbox").size() == expected.size(); }, std::chrono::seconds(30)))
+      << ReceiverLog();
+  EXPECT_EQ(DtnRecordsInDir(dir_ / "outbox"), expected);
+  // The file's events share one signature value, each with its own place in the tree.
+  ASSERT_GE(sub.Count(), 2u);
+  std::set<std::string> values, indexes;
+  for (const auto& [topic, payload] : sub.Messages()) {
+    auto e = ParseEnvelope(payload);
+    ASSERT_TRUE(e.ok());
+    size_t v = e->signature.find("\"value\":\"");
+    ASSERT_NE(v, std::string::npos);
+    values.insert(e->signature.substr(v, e->signature.find('"', v + 9) - v));
+    size_t i = e->signature.find("\"index\":");
+    ASSERT_NE(i, std::string::npos) << e->signature;
+    indexes.insert(e->signature.substr(i, e->signature.find(',', i) - i));
+  }
+  EXPECT_EQ(values.size(), 1u);
+  EXPECT_EQ(indexes.size(), sub.Count());
+  EXPECT_EQ(Rejected("signature_invalid"), 0);
+  std::string published, out;
+  for (const auto& m : sub.Messages()) published += m.second + "\n";
+  WriteFile(dir_ / "published.jsonl", published);
+  EXPECT_EQ(Ctl(receiver_config_, {"verify", dir_ / "published.jsonl"}, &out), 0) << out;
+  EXPECT_EQ(StopGateway(), 0);
+  EXPECT_EQ(receiver_.Stop(SIGTERM), 0);
 }
 
 TEST_F(SecurityIntegrationTest, WhatTheParticipantMayNotSendIsDeadLetteredNotPublished) {

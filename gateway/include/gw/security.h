@@ -20,6 +20,14 @@
 // written without spaces, so that no field can be shifted into another: every envelope
 // member but the payload (covered by contentHash) and the signature itself is signed.
 //
+// Batch signatures (`[security] sign_batches = true`): one signature covers a whole batch (a
+// file's events). Each event's string to sign becomes a leaf of a Merkle tree built as in
+// RFC 9162 (leaf = SHA-256(0x00 || string), node = SHA-256(0x01 || left || right)); `value`
+// signs the JSON array ["mhhs-tree/1",date,size,"<base64 root>"], and each event carries
+// its own inclusion proof in a `tree` member: {"size":N,"index":i,"path":["<base64>",...]}.
+// A receiver checks each event on its own (content hash, leaf, proof up to the root, the
+// signature over the root), and checks a root's signature once for the whole batch.
+//
 // Thread-safety: every class here is immutable after Load() and safe to use from any thread
 // (TrustStore's certificate cache is internally locked).
 #ifndef GW_SECURITY_H_
@@ -56,6 +64,7 @@ struct SecurityConfig {
   std::string journal_key_file;         // AES-256 key, 64 hex digits; "" with no credential: plaintext
   std::string journal_key_credential;   // name of a systemd credential holding the key
   std::vector<std::string> journal_old_key_files;  // earlier keys, for reading older rows
+  bool sign_batches = false;            // one signature per batch over a Merkle tree (see above)
 };
 
 // Standard base64 (RFC 4648, with padding). Decoding is strict: kInvalidArgument on any
@@ -68,6 +77,19 @@ std::string Sha256Hex(std::string_view bytes);
 
 // The canonical string an event signature covers (see the file comment).
 std::string EventStringToSign(const Event& e, const std::string& date, const std::string& content_hash);
+
+// Merkle trees as in RFC 9162, section 2.1, over leaf hashes (32 bytes each, already
+// SHA-256(0x00 || data)). MerkleLeafHash makes one; MerkleRoot and MerklePath work on all the
+// leaves; MerkleRootFromPath recomputes the root from one leaf and its path, false when the
+// path does not fit a tree of `size` leaves at `index`.
+std::string MerkleLeafHash(std::string_view data);
+std::string MerkleRoot(const std::vector<std::string>& leaves);
+// The inclusion proof of every leaf, computed together (n log n hashes).
+std::vector<std::vector<std::string>> MerklePaths(const std::vector<std::string>& leaves);
+bool MerkleRootFromPath(const std::string& leaf, uint64_t index, uint64_t size, const std::vector<std::string>& path,
+                        std::string* root);
+// The string a batch signature covers: ["mhhs-tree/1",date,size,"<base64 root>"].
+std::string TreeStringToSign(const std::string& date, uint64_t size, const std::string& root);
 
 class EventSigner {
  public:
@@ -83,6 +105,11 @@ class EventSigner {
   // Fills e->signature for e->payload, dated `date` (ISO-8601 UTC, e.g. "2026-11-26T16:30:00Z").
   // Errors: kInternal when OpenSSL fails (it does not, short of memory).
   Status Sign(Event* e, const std::string& date) const;
+  // Signs `events` together with one signature over a Merkle tree of their strings to sign;
+  // each event's signature carries its inclusion proof (see the file comment).
+  Status SignBatch(const std::vector<Event*>& events, const std::string& date) const;
+  // True when [security] sign_batches asks for SignBatch().
+  bool sign_batches() const { return sign_batches_; }
   // The raw signature over `data` (SHA-256; RSA PKCS#1 v1.5 or ECDSA DER), for other schemes
   // that use the same key, such as the DIP's request signing.
   StatusOr<std::string> SignBytes(std::string_view data) const;
@@ -102,6 +129,7 @@ class EventSigner {
   std::string cert_sha256_;
   std::string cert_member_;  // ,"certificate":"..." or ,"certSha256":"...", ready to append
   bool embed_ = true;
+  bool sign_batches_ = false;
   int64_t not_after_ = 0;
 };
 

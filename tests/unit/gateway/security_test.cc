@@ -140,6 +140,106 @@ TEST_F(SecurityTest, EveryAlterationIsCaughtWithItsReason) {
   }
 }
 
+// RFC 9162's definition, written the way the RFC states it, to check the bottom-up build.
+std::string RfcRoot(const std::vector<std::string>& d) {
+  if (d.size() == 1) return d[0];
+  size_t k = 1;
+  while (k * 2 < d.size()) k *= 2;
+  std::string in("\x01", 1);
+  in += RfcRoot(std::vector<std::string>(d.begin(), d.begin() + k));
+  in += RfcRoot(std::vector<std::string>(d.begin() + k, d.end()));
+  return Sha256(in);
+}
+
+TEST(MerkleTest, RootsAndProofsFollowRfc9162) {
+  // The empty tree and a one-leaf tree as the RFC defines them.
+  EXPECT_EQ(MerkleRoot({}), Sha256(""));
+  EXPECT_EQ(MerkleLeafHash("x"), Sha256(std::string("\x00x", 2)));
+  for (size_t n = 1; n <= 40; ++n) {
+    std::vector<std::string> leaves;
+    for (size_t i = 0; i < n; ++i) leaves.push_back(MerkleLeafHash("event " + std::to_string(i)));
+    const std::string root = MerkleRoot(leaves);
+    ASSERT_EQ(root, RfcRoot(leaves)) << n << " leaves";
+    auto paths = MerklePaths(leaves);
+    ASSERT_EQ(paths.size(), n);
+    for (size_t i = 0; i < n; ++i) {
+      std::string got;
+      ASSERT_TRUE(MerkleRootFromPath(leaves[i], i, n, paths[i], &got)) << n << "/" << i;
+      EXPECT_EQ(got, root) << n << "/" << i;
+      // The same proof claims nothing for another leaf or index. (It may fit another tree size
+      // with the same root; a batch signature binds the size in what it signs.)
+      if (n > 1) {
+        EXPECT_FALSE(MerkleRootFromPath(leaves[(i + 1) % n], i, n, paths[i], &got) && got == root) << n << "/" << i;
+        EXPECT_FALSE(MerkleRootFromPath(leaves[i], (i + 1) % n, n, paths[i], &got) && got == root) << n << "/" << i;
+      }
+      EXPECT_FALSE(MerkleRootFromPath(leaves[i], n, n, paths[i], &got)) << "index beyond the tree";
+      if (!paths[i].empty()) {
+        std::vector<std::string> shorter(paths[i].begin(), paths[i].end() - 1);
+        EXPECT_FALSE(MerkleRootFromPath(leaves[i], i, n, shorter, &got) && got == root) << n << "/" << i;
+      }
+    }
+  }
+}
+
+TEST_F(SecurityTest, BatchSignaturesVerifyEachEventOnItsOwn) {
+  auto trust = Trust();
+  for (const char* name : {"udms", "ec-udms"}) {
+    SecurityConfig c = Signing(name);
+    c.sign_batches = true;
+    auto signer = EventSigner::Load(c, "UDMS");
+    ASSERT_TRUE(signer.ok()) << signer.status().ToString();
+    ASSERT_TRUE((*signer)->sign_batches());
+    std::vector<Event> events;
+    for (int i = 0; i < 7; ++i) {
+      events.push_back(MakeEvent("UDMS", "UDMS-1-" + std::to_string(i)));
+      events.back().payload = "{\"v\":\"" + std::to_string(i) + "\"}";
+    }
+    std::vector<Event*> ptrs;
+    for (Event& e : events) ptrs.push_back(&e);
+    ASSERT_TRUE((*signer)->SignBatch(ptrs, "2026-11-26T16:30:00Z").ok());
+    for (const Event& e : events) {
+      EXPECT_NE(e.signature.find("\"tree\":{\"size\":7,"), std::string::npos) << e.signature;
+      VerifyVerdict v = trust->Verify(e);
+      EXPECT_TRUE(v.ok()) << name << " " << e.id << ": " << v.code << " " << v.message;
+    }
+    // One event out of the batch, altered or given another's proof, fails on its own; the
+    // others, whose root signature is already known good, still pass.
+    Event changed = events[3];
+    changed.payload = "{\"v\":\"9\"}";
+    EXPECT_EQ(trust->Verify(changed).code, "content_hash_mismatch");
+    Event renamed = events[3];
+    renamed.id = "UDMS-1-99";
+    EXPECT_EQ(trust->Verify(renamed).code, "signature_invalid");
+    Event swapped = events[3];
+    swapped.signature = events[4].signature;
+    EXPECT_NE(trust->Verify(swapped).code, "") << "another event's proof";
+    Event moved = events[2];
+    size_t at = moved.signature.find("\"index\":2");
+    ASSERT_NE(at, std::string::npos);
+    moved.signature.replace(at, 9, "\"index\":5");
+    EXPECT_EQ(trust->Verify(moved).code, "signature_invalid");
+    Event resized = events[2];
+    at = resized.signature.find("\"size\":7");
+    resized.signature.replace(at, 8, "\"size\":8");
+    EXPECT_EQ(trust->Verify(resized).code, "signature_invalid");
+    Event bad_path = events[2];
+    at = bad_path.signature.find("\"path\":[");
+    bad_path.signature.replace(at, 8, "\"path\":[\"AAAA\",");
+    EXPECT_EQ(trust->Verify(bad_path).code, "signature_malformed");
+    Event not_tree = events[2];
+    at = not_tree.signature.find("\"tree\":{");
+    not_tree.signature.replace(at, 8, "\"tree\":7,\"x\":{");
+    EXPECT_EQ(trust->Verify(not_tree).code, "signature_malformed");
+    // A tree signature is not a plain one: without its proof the value signs nothing of the event.
+    Event stripped = events[0];
+    size_t t = stripped.signature.find(",\"tree\":");
+    size_t end = stripped.signature.find("]}", t) + 2;
+    stripped.signature.erase(t, end - t);
+    EXPECT_EQ(trust->Verify(stripped).code, "signature_invalid");
+    EXPECT_TRUE(trust->Verify(events[6]).ok());
+  }
+}
+
 TEST_F(SecurityTest, CertificateProblemsAreNamed) {
   auto trust = Trust();
   EXPECT_EQ(trust->Verify(Signed("expired-udms")).code, "certificate_expired");
