@@ -202,7 +202,7 @@ Status Journal::Init() {
   // A new journal gives freed pages back to the file system after pruning.
   auto tables = w.QueryInt("SELECT count(*) FROM sqlite_master");
   if (!tables.ok()) return tables.status().Annotate(options_.path);
-  if (*tables == 0) GW_RETURN_IF_ERROR(w.Exec("PRAGMA auto_vacuum=INCREMENTAL"));
+  if (*tables == 0) GW_RETURN_IF_ERROR(w.Exec("PRAGMA page_size=16384; PRAGMA auto_vacuum=INCREMENTAL"));
   auto mode = w.Prepare("PRAGMA journal_mode=WAL");
   if (!mode.ok()) return mode.status();
   auto row = (*mode)->Step();
@@ -223,10 +223,17 @@ Status Journal::Init() {
   (*check)->Reset();
   GW_RETURN_IF_ERROR(Migrate(w));
   UpdateUsage(w);
+  auto page_size = w.QueryInt("PRAGMA page_size");
+  if (page_size.ok() && *page_size > 0) checkpoint_pages_ = static_cast<int>(std::max<int64_t>(256, kCheckpointBytes / *page_size));
   writer_db_ = std::move(db.value());
   sqlite3_wal_hook(writer_db_->raw(), &Journal::OnWalCommit, this);
   auto checkpointer = Db::Open(options_.path, false, false);
   if (!checkpointer.ok()) return checkpointer.status();
+  // A connection learns that the database is in WAL mode only when it first reads it; until
+  // then sqlite3_wal_checkpoint_v2() does nothing (and says so with -1 frames), which left the
+  // WAL to grow until the writer checkpointed it itself.
+  auto seen = (*checkpointer)->QueryInt("SELECT count(*) FROM sqlite_master");
+  if (!seen.ok()) return seen.status().Annotate(options_.path);
   checkpointer_ = std::thread([this, db = std::move(checkpointer.value())]() mutable {
     NameThread("checkpoint");
     CheckpointLoop(*db);
@@ -241,8 +248,8 @@ Status Journal::Init() {
 int Journal::OnWalCommit(void* self, sqlite3* db, const char*, int pages) {
   auto* j = static_cast<Journal*>(self);
   j->wal_pages_.store(pages);
-  if (pages >= kCheckpointPages) {
-    if (pages >= kCheckpointPages * 16) {
+  if (pages >= j->checkpoint_pages_) {
+    if (pages >= j->checkpoint_pages_ * 16) {
       // The background checkpoint cannot keep up (or a reader holds an old snapshot for
       // long): the writer checkpoints itself rather than let the WAL grow without bound.
       sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
@@ -257,12 +264,14 @@ void Journal::CheckpointLoop(Db& db) {
     {
       std::unique_lock<std::mutex> lock(checkpoint_mu_);
       checkpoint_cv_.wait_for(lock, std::chrono::seconds(1),
-                              [this] { return checkpoint_stop_ || wal_pages_.load() >= kCheckpointPages; });
+                              [this] { return checkpoint_stop_ || wal_pages_.load() >= checkpoint_pages_; });
       if (checkpoint_stop_) return;
     }
-    if (wal_pages_.load() < kCheckpointPages) continue;
+    if (wal_pages_.load() < checkpoint_pages_) continue;
     int log = 0, done = 0;
-    if (sqlite3_wal_checkpoint_v2(db.raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done) == SQLITE_OK) {
+    int rc = sqlite3_wal_checkpoint_v2(db.raw(), nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (rc == SQLITE_OK && log >= 0) {
+      if (done > 0) checkpoints_.fetch_add(1);
       // Frames left in the WAL count towards the next round; the writer restarts the WAL
       // once every frame is back in the database.
       wal_pages_.store(log - done);

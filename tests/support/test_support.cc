@@ -402,6 +402,10 @@ void Mosquitto::Start() {
   std::string user = ::geteuid() == 0 ? "user root\n" : "";
   std::string listener = listener_config_.empty() ? "allow_anonymous true\n" : listener_config_;
   WriteFile(dir_ + "/mosquitto.conf", user + "listener " + std::to_string(port_) + " 127.0.0.1\n" + listener +
+                                          // Tests count every message at their subscribers; under load a
+                                          // subscriber falls behind, and the default queue of 1000 per
+                                          // client would drop messages the gateway delivered.
+                                          "max_queued_messages 0\n"
                                           "persistence true\npersistence_location " + dir_ +
                                           "/\nautosave_interval 1\nlog_dest file " + dir_ + "/mosquitto.log\n");
   process_.Start({bin, "-c", dir_ + "/mosquitto.conf"}, dir_ + "/stdout.log");

@@ -252,6 +252,8 @@ class Journal {
   Status IntegrityCheck();
 
   const std::string& path() const { return options_.path; }
+  // Background checkpoints that copied WAL frames back into the database so far.
+  int64_t CheckpointsDone() const { return checkpoints_.load(); }
 
  private:
   struct WriteOp {
@@ -311,8 +313,10 @@ class Journal {
   std::atomic<bool> paused_{false};
 
   std::mutex readers_mu_;
-  // Checkpoints on their own thread and connection, when the WAL holds kCheckpointPages.
-  static constexpr int kCheckpointPages = 4000;
+  // Checkpoints on their own thread and connection, when the WAL holds kCheckpointBytes.
+  static constexpr int64_t kCheckpointBytes = 16 << 20;
+  int checkpoint_pages_ = 4000;  // kCheckpointBytes in pages of this journal's size (set once at open)
+  std::atomic<int64_t> checkpoints_{0};
   static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages);
   void CheckpointLoop(Db& db);
   std::atomic<int> wal_pages_{0};

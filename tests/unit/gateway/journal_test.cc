@@ -287,6 +287,19 @@ TEST_F(JournalTest, NothingOfAChainCommitsAfterAnAppendThatFailed) {
   EXPECT_EQ(*j->GetCheckpoint("s"), "cp3");
 }
 
+TEST_F(JournalTest, TheWalIsCheckpointedInTheBackground) {
+  // The checkpoint thread's connection used to do nothing (it had not read the database, so
+  // did not know it was in WAL mode), and the WAL grew until the writer checkpointed it itself.
+  auto j = Open();
+  const std::string payload(16 << 10, 'x');
+  for (int batch = 0; batch < 12; ++batch) {  // 12 x 100 x 16 KiB: more than the 16 MiB threshold
+    std::vector<Event> events;
+    for (int i = 0; i < 100; ++i) events.push_back(MakeEvent("e" + std::to_string(batch * 100 + i), payload));
+    ASSERT_TRUE(j->Append("s", events, To({"k"}), "", nullptr).ok());
+  }
+  EXPECT_TRUE(gw::testing::WaitFor([&] { return j->CheckpointsDone() > 0; }, std::chrono::seconds(10)));
+}
+
 TEST_F(JournalTest, FetchAfterASeqSkipsWhatIsAlreadyInHand) {
   auto j = Open();
   ASSERT_TRUE(j->Append("s", {MakeEvent("a"), MakeEvent("b"), MakeEvent("c")}, To({"k"}), "", nullptr).ok());
