@@ -1,4 +1,4 @@
-// Two small tools for scripts/bench, on Eclipse Paho MQTT C++:
+// Small tools for scripts/bench, on Eclipse Paho MQTT C++ (and the gateway's own client):
 //
 //   bench_mqtt pub --uri URI --topic T --input FILE [--qos 1] [--window 256] --times OUT
 //     Publishes each line of FILE (one envelope per line) with QoS 1, keeping at most WINDOW
