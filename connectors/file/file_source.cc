@@ -299,6 +299,8 @@ bool FileSource::TakeFromStream(SourceBatch* batch, std::chrono::milliseconds wa
   const size_t want = static_cast<size_t>(options_.batch_events);
   st->cv.wait_for(lock, wait, [&] { return st->queue.size() >= want || st->done; });
   if (st->queue.empty() && !st->done) return false;
+  // Asked not to wait (the core has other batches in hand): only a full batch, or the last.
+  if (wait.count() == 0 && st->queue.size() < want && !st->done) return false;
   batch->events.clear();
   size_t n = std::min(want, st->queue.size());
   batch->events.reserve(n);
@@ -332,6 +334,7 @@ void FileSource::EndStream() {
 }
 
 StatusOr<bool> FileSource::Poll(SourceBatch* batch, std::chrono::milliseconds wait) {
+  requeued_ = 0;
   if (!retry_.empty()) {
     *batch = std::move(retry_.front());
     retry_.pop_front();
@@ -393,7 +396,9 @@ void FileSource::Ack(const SourceBatch& batch, const Status& committed) {
     // A streamed batch is offered again as it was; a whole file stays in .claimed/ and is
     // decoded again on the next Poll(). Rejections it carried go with the next batch.
     if (stream_ && stream_->name == batch.unit) {
-      retry_.push_back(batch);
+      // Ahead of any failed batch not yet offered again: the batches in hand are older than
+      // those, and the verdicts on them come in order.
+      retry_.insert(retry_.begin() + static_cast<std::ptrdiff_t>(requeued_++), batch);
       if (batch.last) {
         std::lock_guard<std::mutex> lock(stream_->mu);
         stream_->last_taken = false;

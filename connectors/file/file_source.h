@@ -123,6 +123,7 @@ class FileSource : public Source, public PipelinedSource {
   std::unique_ptr<Stream> stream_;
   // Batches whose commit failed, offered again as they were, in order.
   std::deque<SourceBatch> retry_;
+  size_t requeued_ = 0;  // failed batches put back since the last Poll()
   // Whole files handed out and not yet acknowledged: not claimed again meanwhile.
   std::set<std::string> in_hand_;
   // Files rejected since the last batch, handed to the core for the audit.

@@ -304,8 +304,10 @@ Status Journal::Migrate(Db& db) {
 }
 
 Status Journal::ReloadAuditTip(Db& db) {
+  // Taken before the tip is read, kept only once it has been: a failed read is tried again
+  // on the next transaction.
   auto version = db.QueryInt("PRAGMA data_version");
-  if (version.ok()) data_version_ = *version;
+  data_version_ = -1;
   auto tip = db.Prepare("SELECT hash, id FROM audit ORDER BY id DESC LIMIT 1");
   if (!tip.ok()) return tip.status();
   auto row = (*tip)->Step();
@@ -314,6 +316,7 @@ Status Journal::ReloadAuditTip(Db& db) {
     audit_tip_ = (*tip)->Text(0);
     audit_next_id_ = (*tip)->Int(1) + 1;
     (*tip)->Reset();
+    if (version.ok()) data_version_ = *version;
     return Status::Ok();
   }
   (*tip)->Reset();
@@ -325,6 +328,7 @@ Status Journal::ReloadAuditTip(Db& db) {
   audit_tip_ = *arow ? (*anchor)->Text(1) : kGenesis;
   audit_next_id_ = *arow ? (*anchor)->Int(0) + 1 : 1;
   (*anchor)->Reset();
+  if (version.ok()) data_version_ = *version;
   return Status::Ok();
 }
 
@@ -444,6 +448,9 @@ void Journal::WriterLoop() {
       }
     }
     if (!commit.ok()) {
+      // Whatever failed (BEGIN, the audit tip's reload, an op, COMMIT), the connection must
+      // not stay inside a transaction: it would hold the write lock and refuse every BEGIN.
+      if (!sqlite3_get_autocommit(db.raw())) (void)db.Exec("ROLLBACK");
       for (const WriteOp& op : batch) {
         if (op.chain) op.chain->broken.store(true);
       }

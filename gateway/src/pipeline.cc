@@ -464,11 +464,18 @@ void Pipeline::Advance(SourceSlot* slot, std::deque<std::unique_ptr<InHand>>* ha
   // Hands every batch still in hand back unstored, in order, once nothing works on its memory
   // any more (its signing, and the journal for one already submitted: that one fails too, its
   // chain being broken). A new chain starts for what comes next.
+  auto ack = [&](const SourceBatch& batch, const Status& verdict) {
+    try {
+      slot->source->Ack(batch, verdict);
+    } catch (const std::exception& e) {
+      log.Error(std::string("Ack threw: ") + e.what());
+    }
+  };
   auto fail_rest = [&](const Status& why) {
     for (auto& h : *hand) {
       for (auto& f : h->screening) f.wait();
       if (h->submitted) h->committed.wait();
-      slot->source->Ack(h->batch, why);
+      ack(h->batch, why);
     }
     hand->clear();
     slot->chain = std::make_shared<AppendChain>();
@@ -511,7 +518,7 @@ void Pipeline::Advance(SourceSlot* slot, std::deque<std::unique_ptr<InHand>>* ha
     }
     if (!front.screen_error.ok()) {
       // Not signed: nothing is journalled and the source offers the input again.
-      slot->source->Ack(front.batch, front.screen_error);
+      ack(front.batch, front.screen_error);
       log.Error(front.batch.unit + ": " + front.screen_error.ToString() + "; will be offered again");
       hand->pop_front();
       fail_rest(Unavailable("not committed: the batch before it could not be signed"));
@@ -560,12 +567,19 @@ bool Pipeline::Settle(SourceSlot* slot, InHand* c, const Status& s, int* failure
 
 std::vector<std::future<Status>> Pipeline::StartScreen(SourceSlot* slot, SourceBatch* batch) {
   std::vector<std::future<Status>> parts;
-  if (slot->market || !security_->signer || batch->events.empty() || !sign_pool_) return parts;
+  if (slot->market || !security_->signer || batch->events.empty()) return parts;
   const std::string date = IsoUtc(NowUnixMs() / 1000);
   const Security* security = security_;
+  // On the pool; without one (it is made in Start()), here and now: never skipped.
+  auto run = [this](std::function<Status()> task) {
+    if (sign_pool_) return sign_pool_->Run(std::move(task));
+    std::promise<Status> done;
+    done.set_value(task());
+    return done.get_future();
+  };
   if (security->signer->sign_batches()) {
     // One signature for the batch: the hashing is the work, one task does it.
-    parts.push_back(sign_pool_->Run([security, batch, date]() -> Status {
+    parts.push_back(run([security, batch, date]() -> Status {
       std::vector<Event*> mine;
       for (Event& e : batch->events) {
         if (e.signature.empty() && e.sender.mpid == security->participant_mpid) mine.push_back(&e);
@@ -576,10 +590,10 @@ std::vector<std::future<Status>> Pipeline::StartScreen(SourceSlot* slot, SourceB
   }
   // A batch is shared out over the pool's threads in slices of at least 64 events.
   const size_t n = batch->events.size();
-  const size_t slices = std::min<size_t>(sign_pool_->size(), n / 64 + 1);
+  const size_t slices = std::min<size_t>(sign_pool_ ? sign_pool_->size() : 1, n / 64 + 1);
   for (size_t w = 0; w < slices; ++w) {
     const size_t from = n * w / slices, to = n * (w + 1) / slices;
-    parts.push_back(sign_pool_->Run([security, batch, from, to, date]() -> Status {
+    parts.push_back(run([security, batch, from, to, date]() -> Status {
       const std::string& me = security->participant_mpid;
       for (size_t i = from; i < to; ++i) {
         Event& e = batch->events[i];
@@ -594,7 +608,12 @@ std::vector<std::future<Status>> Pipeline::StartScreen(SourceSlot* slot, SourceB
 Status Pipeline::FinishScreen(SourceSlot* slot, SourceBatch* batch, std::vector<std::future<Status>>* parts) {
   Status first = Status::Ok();
   for (auto& f : *parts) {
-    Status st = f.get();
+    Status st;
+    try {
+      st = f.get();
+    } catch (const std::exception& e) {
+      st = Internal(std::string("signing threw: ") + e.what());
+    }
     if (first.ok()) first = st;
   }
   parts->clear();

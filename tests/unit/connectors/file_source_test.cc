@@ -269,6 +269,33 @@ TEST_F(FileSourceTest, AStreamWithTwoBatchesInHandEndsOnceAndRetriesInOrder) {
   EXPECT_FALSE(*src->Poll(&none, std::chrono::milliseconds(50)));
 }
 
+TEST_F(FileSourceTest, AStreamedBatchThatFailsAgainComesBackBeforeTheOnesStillWaiting) {
+  // Three batches in hand fail; the first is offered again and fails again while the other two
+  // still wait to be offered. It must come back first: if it went behind them, the last batch
+  // would commit (checkpoint "done", file archived) with the first one never stored.
+  auto src = Make("", /*streaming=*/true);
+  WriteFile(dir_ / "inbox/big.uff", ManyMpans(20));  // batches of 7, 7 and 6
+  SourceBatch s1, s2, s3;
+  ASSERT_TRUE(*src->Poll(&s1, std::chrono::seconds(2)));
+  ASSERT_TRUE(*src->Poll(&s2, std::chrono::seconds(2)));
+  ASSERT_TRUE(*src->Poll(&s3, std::chrono::seconds(2)));
+  ASSERT_TRUE(s3.last);
+  for (SourceBatch* b : {&s1, &s2, &s3}) src->Ack(*b, Unavailable("disk full"));
+  SourceBatch again;
+  ASSERT_TRUE(*src->Poll(&again, std::chrono::seconds(2)));
+  EXPECT_EQ(again.events.front().id, s1.events.front().id);
+  src->Ack(again, Unavailable("disk full again"));
+  std::vector<std::string> order;
+  for (int i = 0; i < 3; ++i) {
+    SourceBatch b;
+    ASSERT_TRUE(*src->Poll(&b, std::chrono::seconds(2)));
+    order.push_back(b.events.front().id);
+    src->Ack(b, Status::Ok());
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{s1.events.front().id, s2.events.front().id, s3.events.front().id}));
+  EXPECT_EQ(FilesIn(dir_ / "archive"), std::vector<std::string>{"big.uff"});
+}
+
 TEST_F(FileSourceTest, LargeInvalidFileIsRejectedBeforeAnythingIsEmitted) {
   auto src = Make("", /*streaming=*/true);
   WriteFile(dir_ / "inbox/big.uff", ManyMpans(50, /*broken_last=*/true));

@@ -300,6 +300,25 @@ TEST_F(JournalTest, TheWalIsCheckpointedInTheBackground) {
   EXPECT_TRUE(gw::testing::WaitFor([&] { return j->CheckpointsDone() > 0; }, std::chrono::seconds(10)));
 }
 
+TEST_F(JournalTest, AFailedReloadOfTheAuditTipLeavesNoTransactionOpen) {
+  // Another process changes the journal and the writer's reload of the audit chain's tip
+  // fails (here: the table is away). That write fails; the writer must not stay inside its
+  // transaction holding the write lock, or every later write fails until a restart.
+  auto j = Open();
+  ASSERT_TRUE(j->Append("s", {MakeEvent("a")}, To({"k"}), "", nullptr).ok());
+  auto other = Db::Open(dir_ / "journal.db", false, false);
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE((*other)->Exec("ALTER TABLE audit RENAME TO audit_away").ok());
+  EXPECT_FALSE(j->Append("s", {MakeEvent("b")}, To({"k"}), "", nullptr).ok());
+  ASSERT_TRUE((*other)->Exec("ALTER TABLE audit_away RENAME TO audit").ok()) << "the writer still holds the lock";
+  ASSERT_TRUE(j->Append("s", {MakeEvent("c")}, To({"k"}), "", nullptr).ok());
+  std::vector<AuditEntry> chain;
+  ASSERT_TRUE(j->ReadAudit(0, 0, &chain).ok());
+  ASSERT_EQ(chain.size(), 2u);
+  EXPECT_EQ(chain[1].event_id, "c");
+  EXPECT_EQ(chain[1].prev, chain[0].hash);
+}
+
 TEST_F(JournalTest, FetchAfterASeqSkipsWhatIsAlreadyInHand) {
   auto j = Open();
   ASSERT_TRUE(j->Append("s", {MakeEvent("a"), MakeEvent("b"), MakeEvent("c")}, To({"k"}), "", nullptr).ok());
