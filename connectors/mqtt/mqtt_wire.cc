@@ -382,6 +382,26 @@ Status WireClient::Subscribe(const std::vector<std::string>& filters, int qos) {
   }
 }
 
+std::string WireClient::TlsWriteError(int rc) {
+  const int kind = SSL_get_error(ssl_, rc);
+  const int saved_errno = errno;
+  std::string why = SslErrors();
+  if (why != "unknown TLS error") return why;
+  // With TLS 1.3 the client's side of the handshake ends before the broker has checked our
+  // certificate; a broker that refuses it sends an alert and closes, and the first write
+  // fails without a reason. The alert, when it is there to read, says why.
+  char scratch[256];
+  ERR_clear_error();
+  if (SSL_read(ssl_, scratch, sizeof scratch) <= 0) {
+    std::string alert = SslErrors();
+    if (alert != "unknown TLS error") return alert;
+  }
+  if (kind == SSL_ERROR_ZERO_RETURN || (kind == SSL_ERROR_SYSCALL && saved_errno != 0)) {
+    return std::string("connection closed by the broker") + (saved_errno ? std::string(" (") + std::strerror(saved_errno) + ")" : "");
+  }
+  return why;
+}
+
 Status WireClient::SendAll(const std::string& bytes) {
   if (fd_ < 0) return Unavailable(Where() + ": not connected");
   size_t off = 0;
@@ -390,7 +410,7 @@ Status WireClient::SendAll(const std::string& bytes) {
     if (ssl_) {
       ERR_clear_error();
       n = SSL_write(ssl_, bytes.data() + off, static_cast<int>(bytes.size() - off));
-      if (n <= 0) return Fail("write failed: " + SslErrors());
+      if (n <= 0) return Fail("write failed: " + TlsWriteError(n));
     } else {
       n = static_cast<int>(::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL));
       if (n < 0) {

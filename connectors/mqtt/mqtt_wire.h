@@ -118,6 +118,8 @@ class WireClient {
  private:
   Status Fail(const std::string& what);
   Status SendAll(const std::string& bytes);
+  // Why SSL_write() returned `rc`: OpenSSL's reason, else the broker's alert, else the socket's.
+  std::string TlsWriteError(int rc);
   // Reads exactly `n` bytes, waiting at most until `deadline`; kDeadlineExceeded when none came.
   Status ReadExact(char* buf, size_t n, std::chrono::steady_clock::time_point deadline, bool allow_timeout_at_start);
   // Reads one packet: its first byte and its body.
