@@ -348,11 +348,7 @@ Journal::~Journal() {
   WakeAll();
 }
 
-Status Journal::Write(std::function<Status(Db&)> fn, bool notify_append, bool wait) {
-  if (!wait) {
-    if (options_.read_only) return FailedPrecondition(options_.path + ": journal opened read-only");
-    return Enqueue(std::move(fn), notify_append, nullptr);
-  }
+Status Journal::Write(std::function<Status(Db&)> fn, bool notify_append) {
   return Submit(std::move(fn), notify_append).get();
 }
 
@@ -716,7 +712,7 @@ std::future<Status> Journal::RecordOutcomesAsync(const std::string& sink, Delive
 
 Status Journal::RecordRejections(const std::string& source, const std::vector<Rejection>& rejections) {
   if (rejections.empty()) return Status::Ok();
-  return Write([&](Db& db) -> Status { return WriteRejections(db, source, rejections, NowUnixMs()); }, false, true);
+  return Write([&](Db& db) -> Status { return WriteRejections(db, source, rejections, NowUnixMs()); }, false);
 }
 
 Status Journal::WriteRejections(Db& db, const std::string& source, const std::vector<Rejection>& rejections,
@@ -739,7 +735,7 @@ Status Journal::LastCommit() {
 }
 
 Status Journal::Flush() {
-  return Write([](Db&) { return Status::Ok(); }, false, true);
+  return Write([](Db&) { return Status::Ok(); }, false);
 }
 
 void Journal::WaitForAppend(uint64_t* generation, std::chrono::milliseconds timeout) {
@@ -991,7 +987,7 @@ Status Journal::RetryDeadLetter(const std::string& sink, int64_t seq) {
     return ChangeDeadLetter(db, sink, seq, DeliveryState::kPending, [&](const char* what, const std::string& id) {
       return Audit(db, NowUnixMs(), what, id, sink, "dead letter queued again by an operator");
     });
-  }, true, true);
+  }, true);
 }
 
 Status Journal::DropDeadLetter(const std::string& sink, int64_t seq) {
@@ -999,7 +995,7 @@ Status Journal::DropDeadLetter(const std::string& sink, int64_t seq) {
     return ChangeDeadLetter(db, sink, seq, DeliveryState::kDropped, [&](const char* what, const std::string& id) {
       return Audit(db, NowUnixMs(), what, id, sink, "dead letter dropped by an operator");
     });
-  }, false, true);
+  }, false);
 }
 
 StatusOr<int64_t> Journal::Replay(const ReplayFilter& f) {
@@ -1037,7 +1033,7 @@ StatusOr<int64_t> Journal::Replay(const ReplayFilter& f) {
         }
         return Status::Ok();
       },
-      true, true);
+      true);
   if (!s.ok()) return s;
   return count;
 }
@@ -1084,7 +1080,7 @@ Status Journal::Prune(std::chrono::seconds retention, PruneResult* result) {
           if (removed > 0) GW_RETURN_IF_ERROR(db.Exec("PRAGMA incremental_vacuum(4096)"));
           return Status::Ok();
         },
-        false, true);
+        false);
     if (!s.ok()) return s;
     local.events_removed += removed;
     local.early += early;
@@ -1119,7 +1115,7 @@ Status Journal::Prune(std::chrono::seconds retention, PruneResult* result) {
         GW_RETURN_IF_ERROR((*anchor)->Bind(1, through).Bind(2, hash).Run());
         return db.Exec("PRAGMA incremental_vacuum(4096)");
       },
-      false, true);
+      false);
   if (!s.ok()) return s;
   if (result) *result = local;
   return Status::Ok();

@@ -266,8 +266,8 @@ class Journal {
   explicit Journal(JournalOptions options) : options_(std::move(options)) {}
   Status Init();
   Status Migrate(Db& db);
-  // Queues `fn` to run inside the writer's next transaction and, if `wait`, blocks for its status.
-  Status Write(std::function<Status(Db&)> fn, bool notify_append, bool wait);
+  // Runs `fn` inside the writer's next transaction and returns its status after the commit.
+  Status Write(std::function<Status(Db&)> fn, bool notify_append);
   // Queues `fn` and returns a future for its status.
   std::future<Status> Submit(std::function<Status(Db&)> fn, bool notify_append,
                              std::shared_ptr<AppendChain> chain = nullptr);
