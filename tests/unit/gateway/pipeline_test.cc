@@ -34,6 +34,7 @@ struct FakeState {
   std::vector<size_t> call_sizes;
   DeliveryHints hints;
   std::atomic<bool> wedge{false};
+  std::atomic<int> deliver_sleep_ms{0};      // a slow far side
   int pipelined = 0;                        // > 0: the source is a PipelinedSource with this many in hand
   std::vector<std::string> source_log;      // "poll UNIT", "ack UNIT ok|failed"
   std::deque<SourceBatch> retry;            // batches acked with an error, offered again first
@@ -82,6 +83,7 @@ class FakeSink : public Sink {
   Status Start() override { return Status::Ok(); }
   std::vector<Status> Deliver(const std::vector<const Event*>& events) override {
     while (s_->wedge.load()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(s_->deliver_sleep_ms.load()));
     std::lock_guard<std::mutex> l(s_->mu);
     ++s_->deliver_calls;
     s_->call_sizes.push_back(events.size());
@@ -224,6 +226,42 @@ TEST_F(PipelineTest, RetriedDeadLetterIsDeliveredWhileRunning) {
   ASSERT_TRUE(journal_->RetryDeadLetter("out", dl[0].seq).ok());
   EXPECT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 1; }, std::chrono::seconds(15)));
   pipeline_->Stop(std::chrono::seconds(1));
+}
+
+TEST_F(PipelineTest, ADeadLetterRetriedWhileTheSinkIsBusyIsNotLeftBehindTheBacklog) {
+  // The worker fetches after a cursor; a retried dead letter sits behind it. It must be found
+  // by the periodic look from the start, not only once the whole queue has drained.
+  state_.refuse.insert("a");
+  state_.hints.max_batch = 1;
+  Run();
+  Emit("f0", {"a"});
+  std::vector<DeadLetter> dl;
+  ASSERT_TRUE(gw::testing::WaitFor([&] {
+    dl.clear();
+    return journal_->ListDeadLetters("out", &dl).ok() && dl.size() == 1;
+  }, std::chrono::seconds(10)));
+  state_.deliver_sleep_ms = 20;  // 300 events, one per call: at least 6 s of work
+  std::vector<std::string> backlog;
+  for (int i = 0; i < 300; ++i) backlog.push_back("b" + std::to_string(i));
+  Emit("f1", backlog);
+  ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() >= 5; }, std::chrono::seconds(10)));
+  {
+    std::lock_guard<std::mutex> l(state_.mu);
+    state_.refuse.clear();
+  }
+  ASSERT_TRUE(journal_->RetryDeadLetter("out", dl[0].seq).ok());
+  ASSERT_TRUE(gw::testing::WaitFor([&] {
+    std::lock_guard<std::mutex> l(state_.mu);
+    return std::find(state_.delivered.begin(), state_.delivered.end(), "a") != state_.delivered.end();
+  }, std::chrono::seconds(20)));
+  size_t at = 0;
+  {
+    std::lock_guard<std::mutex> l(state_.mu);
+    at = std::find(state_.delivered.begin(), state_.delivered.end(), "a") - state_.delivered.begin();
+  }
+  state_.deliver_sleep_ms = 0;
+  pipeline_->Stop(std::chrono::seconds(5));
+  EXPECT_LT(at, 250u) << "delivered only after the backlog";
 }
 
 TEST_F(PipelineTest, DuplicateEventsFromASecondDropAreNotDeliveredAgain) {
