@@ -259,22 +259,27 @@ std::string MerkleLeafHash(std::string_view data) {
   return Sha256(in);
 }
 
+namespace {
+
 // Bottom up: at each level, nodes are paired left to right and a last node without a partner
 // moves up unchanged. That is the same tree as RFC 9162's split at the largest power of two.
-std::string MerkleRoot(const std::vector<std::string>& leaves) {
-  if (leaves.empty()) return Sha256("");
-  std::vector<std::string> level = leaves;
-  while (level.size() > 1) {
-    std::vector<std::string> up;
-    up.reserve((level.size() + 1) / 2);
-    for (size_t i = 0; i + 1 < level.size(); i += 2) up.push_back(NodeHash(level[i], level[i + 1]));
-    if (level.size() % 2) up.push_back(level.back());
-    level.swap(up);
-  }
-  return level[0];
+std::vector<std::string> MerkleLevelUp(const std::vector<std::string>& level) {
+  std::vector<std::string> up;
+  up.reserve((level.size() + 1) / 2);
+  for (size_t i = 0; i + 1 < level.size(); i += 2) up.push_back(NodeHash(level[i], level[i + 1]));
+  if (level.size() % 2) up.push_back(level.back());
+  return up;
 }
 
-std::vector<std::vector<std::string>> MerklePaths(const std::vector<std::string>& leaves) {
+}  // namespace
+
+std::string MerkleRoot(const std::vector<std::string>& leaves) {
+  std::string root;
+  MerklePaths(leaves, &root);
+  return root;
+}
+
+std::vector<std::vector<std::string>> MerklePaths(const std::vector<std::string>& leaves, std::string* root) {
   std::vector<std::vector<std::string>> paths(leaves.size());
   std::vector<size_t> pos(leaves.size());  // each leaf's node at the current level
   for (size_t i = 0; i < leaves.size(); ++i) pos[i] = i;
@@ -285,12 +290,9 @@ std::vector<std::vector<std::string>> MerklePaths(const std::vector<std::string>
       if (sibling < level.size()) paths[i].push_back(level[sibling]);
       pos[i] >>= 1;
     }
-    std::vector<std::string> up;
-    up.reserve((level.size() + 1) / 2);
-    for (size_t i = 0; i + 1 < level.size(); i += 2) up.push_back(NodeHash(level[i], level[i + 1]));
-    if (level.size() % 2) up.push_back(level.back());
-    level.swap(up);
+    level = MerkleLevelUp(level);
   }
+  if (root) *root = level.empty() ? Sha256("") : level[0];
   return paths;
 }
 
@@ -425,11 +427,11 @@ Status EventSigner::SignBatch(const std::vector<Event*>& events, const std::stri
     hashes[i] = Base64Encode(Sha256(events[i]->payload));
     leaves[i] = MerkleLeafHash(EventStringToSign(*events[i], date, hashes[i]));
   }
-  const std::string root = MerkleRoot(leaves);
+  std::string root;
+  const std::vector<std::vector<std::string>> paths = MerklePaths(leaves, &root);
   auto sig = SignBytes(TreeStringToSign(date, events.size(), root));
   if (!sig.ok()) return sig.status();
   const std::string value = Base64Encode(*sig);
-  const std::vector<std::vector<std::string>> paths = MerklePaths(leaves);
   for (size_t i = 0; i < events.size(); ++i) {
     std::string out;
     out.reserve(cert_member_.size() + 256 + paths[i].size() * 48);

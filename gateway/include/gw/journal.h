@@ -259,7 +259,7 @@ class Journal {
   struct WriteOp {
     std::function<Status(Db&)> fn;
     bool notify_append = false;
-    std::shared_ptr<std::promise<Status>> done;  // null when nobody waits
+    std::shared_ptr<std::promise<Status>> done;  // the caller's verdict
     std::shared_ptr<AppendChain> chain;          // null: independent of other writes
   };
 

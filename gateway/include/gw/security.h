@@ -84,8 +84,8 @@ std::string EventStringToSign(const Event& e, const std::string& date, const std
 // path does not fit a tree of `size` leaves at `index`.
 std::string MerkleLeafHash(std::string_view data);
 std::string MerkleRoot(const std::vector<std::string>& leaves);
-// The inclusion proof of every leaf, computed together (n log n hashes).
-std::vector<std::vector<std::string>> MerklePaths(const std::vector<std::string>& leaves);
+// The inclusion proof of every leaf, computed together with the root (n log n hashes).
+std::vector<std::vector<std::string>> MerklePaths(const std::vector<std::string>& leaves, std::string* root = nullptr);
 bool MerkleRootFromPath(const std::string& leaf, uint64_t index, uint64_t size, const std::vector<std::string>& path,
                         std::string* root);
 // The string a batch signature covers: ["mhhs-tree/1",date,size,"<base64 root>"].

@@ -154,6 +154,19 @@ class PipelineTest : public ::testing::Test {
     std::lock_guard<std::mutex> l(state_.mu);
     state_.to_emit.push_back(std::move(b));
   }
+  // The sink's dead letters once there are `n` of them (fewer if they do not come in 10 s).
+  std::vector<DeadLetter> WaitForDeadLetters(size_t n) {
+    std::vector<DeadLetter> dl;
+    gw::testing::WaitFor([&] {
+      dl.clear();
+      return journal_->ListDeadLetters("out", &dl).ok() && dl.size() == n;
+    }, std::chrono::seconds(10));
+    return dl;
+  }
+  void StopRefusing() {
+    std::lock_guard<std::mutex> l(state_.mu);
+    state_.refuse.clear();
+  }
   size_t Delivered() {
     std::lock_guard<std::mutex> l(state_.mu);
     return state_.delivered.size();
@@ -214,15 +227,9 @@ TEST_F(PipelineTest, RetriedDeadLetterIsDeliveredWhileRunning) {
   state_.refuse.insert("a");
   Run();
   Emit("f1", {"a"});
-  std::vector<DeadLetter> dl;
-  ASSERT_TRUE(gw::testing::WaitFor([&] {
-    dl.clear();
-    return journal_->ListDeadLetters("out", &dl).ok() && dl.size() == 1;
-  }, std::chrono::seconds(10)));
-  {
-    std::lock_guard<std::mutex> l(state_.mu);
-    state_.refuse.clear();
-  }
+  std::vector<DeadLetter> dl = WaitForDeadLetters(1);
+  ASSERT_EQ(dl.size(), 1u);
+  StopRefusing();
   ASSERT_TRUE(journal_->RetryDeadLetter("out", dl[0].seq).ok());
   EXPECT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 1; }, std::chrono::seconds(15)));
   pipeline_->Stop(std::chrono::seconds(1));
@@ -235,20 +242,14 @@ TEST_F(PipelineTest, ADeadLetterRetriedWhileTheSinkIsBusyIsNotLeftBehindTheBackl
   state_.hints.max_batch = 1;
   Run();
   Emit("f0", {"a"});
-  std::vector<DeadLetter> dl;
-  ASSERT_TRUE(gw::testing::WaitFor([&] {
-    dl.clear();
-    return journal_->ListDeadLetters("out", &dl).ok() && dl.size() == 1;
-  }, std::chrono::seconds(10)));
+  std::vector<DeadLetter> dl = WaitForDeadLetters(1);
+  ASSERT_EQ(dl.size(), 1u);
   state_.deliver_sleep_ms = 20;  // 300 events, one per call: at least 6 s of work
   std::vector<std::string> backlog;
   for (int i = 0; i < 300; ++i) backlog.push_back("b" + std::to_string(i));
   Emit("f1", backlog);
   ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() >= 5; }, std::chrono::seconds(10)));
-  {
-    std::lock_guard<std::mutex> l(state_.mu);
-    state_.refuse.clear();
-  }
+  StopRefusing();
   ASSERT_TRUE(journal_->RetryDeadLetter("out", dl[0].seq).ok());
   ASSERT_TRUE(gw::testing::WaitFor([&] {
     std::lock_guard<std::mutex> l(state_.mu);
@@ -279,11 +280,8 @@ TEST_F(PipelineTest, EventNotDeliveredInTimeIsDeadLetteredAsExpired) {
   state_.fail_times["a"] = 1000000;
   Run("", "", "expiry_s = 1\n");
   Emit("f1", {"a"});
-  std::vector<DeadLetter> dl;
-  ASSERT_TRUE(gw::testing::WaitFor([&] {
-    dl.clear();
-    return journal_->ListDeadLetters("out", &dl).ok() && dl.size() == 1;
-  }, std::chrono::seconds(10)));
+  std::vector<DeadLetter> dl = WaitForDeadLetters(1);
+  ASSERT_EQ(dl.size(), 1u);
   pipeline_->Stop(std::chrono::seconds(1));
   EXPECT_EQ(dl[0].reason.rfind("expired: not delivered by ", 0), 0u) << dl[0].reason;
   EXPECT_TRUE(state_.delivered.empty()) << "never delivered stale";
