@@ -184,7 +184,8 @@ std::string FileSource::ClaimNext() {
     if (::stat(to.c_str(), &st) == 0) continue;  // same name still being processed
     if (::rename(from.c_str(), to.c_str()) == 0) {
       seen_.erase(name);
-      (void)FsyncDir(claimed_dir());
+      unsynced_dirs_.insert(options_.directory);
+      unsynced_dirs_.insert(claimed_dir());
       return name;
     }
     // ENOENT: another gateway instance took it first.
@@ -208,7 +209,29 @@ void FileSource::Reject(const std::string& name, const std::string& errors) {
 
 FileSource::~FileSource() {
   EndStream();
+  SyncDirs(/*now=*/true);
   if (inotify_fd_ >= 0) ::close(inotify_fd_);
+}
+
+StatusOr<std::string> FileSource::MoveClaimed(const std::string& name, const std::string& dir) {
+  auto moved = MoveInto(claimed_dir() + "/" + name, dir, name, /*fsync_dirs=*/false);
+  if (moved.ok()) {
+    unsynced_dirs_.insert(dir);
+    unsynced_dirs_.insert(claimed_dir());
+  }
+  return moved;
+}
+
+void FileSource::SyncDirs(bool now) {
+  if (unsynced_dirs_.empty()) return;
+  auto at = std::chrono::steady_clock::now();
+  if (!now && at - synced_at_ < std::chrono::milliseconds(200)) return;
+  for (const std::string& dir : unsynced_dirs_) {
+    Status s = FsyncDir(dir);
+    if (!s.ok()) logger_.Warning(s.message());
+  }
+  unsynced_dirs_.clear();
+  synced_at_ = at;
 }
 
 bool FileSource::Process(const std::string& name, SourceBatch* batch) {
@@ -369,6 +392,7 @@ StatusOr<bool> FileSource::Poll(SourceBatch* batch, std::chrono::milliseconds wa
       batch->last = false;
       return true;
     }
+    SyncDirs(/*now=*/true);  // nothing to take: what was moved so far is made durable first
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return false;
     auto nap = std::min<std::chrono::steady_clock::duration>(
@@ -426,10 +450,12 @@ void FileSource::Ack(const SourceBatch& batch, const Status& committed) {
   if (options_.delete_after_commit) {
     std::string path = claimed_dir() + "/" + batch.unit;
     if (::unlink(path.c_str()) != 0) logger_.Error("cannot delete " + path + ": " + std::strerror(errno));
-    else (void)FsyncDir(claimed_dir());
+    else unsynced_dirs_.insert(claimed_dir());
+    SyncDirs(/*now=*/false);
     return;
   }
-  auto moved = MoveInto(claimed_dir() + "/" + batch.unit, options_.archive, batch.unit);
+  auto moved = MoveClaimed(batch.unit, options_.archive);
+  SyncDirs(/*now=*/false);
   if (!moved.ok()) {
     // Its events are committed; taking it again would only repeat them. Set it aside.
     stuck_.insert(batch.unit);

@@ -86,7 +86,8 @@ Status ListDir(const std::string& dir, std::vector<std::string>* names) {
   return Status::Ok();
 }
 
-StatusOr<std::string> MoveInto(const std::string& from, const std::string& to_dir, const std::string& name) {
+StatusOr<std::string> MoveInto(const std::string& from, const std::string& to_dir, const std::string& name,
+                               bool fsync_dirs) {
   std::string target = to_dir + "/" + name;
   bool linked = false;
   for (int n = 1;; ++n) {
@@ -111,9 +112,9 @@ StatusOr<std::string> MoveInto(const std::string& from, const std::string& to_di
     if (n > 10000) return Internal(target + ": too many files of that name");
     target = to_dir + "/" + name + "." + std::to_string(n);
   }
-  GW_RETURN_IF_ERROR(FsyncDir(to_dir));
+  if (fsync_dirs) GW_RETURN_IF_ERROR(FsyncDir(to_dir));
   if (linked && ::unlink(from.c_str()) != 0) return Errno("cannot remove after move", from);
-  GW_RETURN_IF_ERROR(FsyncDir(DirName(from)));
+  if (fsync_dirs) GW_RETURN_IF_ERROR(FsyncDir(DirName(from)));
   return target;
 }
 

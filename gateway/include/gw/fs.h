@@ -22,8 +22,10 @@ Status FsyncDir(const std::string& dir);
 // Names of the entries of `dir` (no "." or ".."), sorted.
 Status ListDir(const std::string& dir, std::vector<std::string>* names);
 // Renames `from` to `to_dir/name`, or `to_dir/name.N` when that exists; never overwrites.
-// Returns the final path. Both directories are fsynced.
-StatusOr<std::string> MoveInto(const std::string& from, const std::string& to_dir, const std::string& name);
+// Returns the final path. Both directories are fsynced, unless `fsync_dirs` is false: then
+// the caller fsyncs them when it must (a crash may undo a move not yet synced, never split it).
+StatusOr<std::string> MoveInto(const std::string& from, const std::string& to_dir, const std::string& name,
+                               bool fsync_dirs = true);
 // Writes `data` to `path` atomically and durably.
 Status WriteFileAtomic(const std::string& path, std::string_view data, mode_t mode = 0640);
 // Reads a whole (small) file.
