@@ -585,6 +585,7 @@ void WireClient::PublishBatch(const std::vector<OutboundMessage>& messages, int 
   // The broker's own limit on unconfirmed messages (MQTT 5) caps the window.
   window = std::max<size_t>(1, std::min<size_t>(window, broker_receive_maximum_));
   std::unordered_map<uint16_t, size_t> pending;  // packet id -> message index
+  std::unordered_set<uint16_t> released;           // QoS 2: PUBREC came, PUBCOMP awaited
   size_t next = 0;
   bool failed = false;
   std::string out;
@@ -650,7 +651,7 @@ void WireClient::PublishBatch(const std::vector<OutboundMessage>& messages, int 
       }
     }
     have_packet = false;
-    if (!HandleAck(type, body, &pending, results, &failed, &deadline, timeout)) return;
+    if (!HandleAck(type, body, qos, &pending, &released, results, &failed, &deadline, timeout)) return;
     // More acknowledgements already here are taken before the next refill, so that a burst
     // of them becomes one write.
     Status more = ReadPacket(&type, &body, Clock::now());
@@ -663,7 +664,8 @@ void WireClient::PublishBatch(const std::vector<OutboundMessage>& messages, int 
   }
 }
 
-bool WireClient::HandleAck(uint8_t type, const std::string& body, std::unordered_map<uint16_t, size_t>* pending,
+bool WireClient::HandleAck(uint8_t type, const std::string& body, int qos,
+                           std::unordered_map<uint16_t, size_t>* pending, std::unordered_set<uint16_t>* released,
                            std::vector<Status>* results, bool* failed, Clock::time_point* deadline,
                            std::chrono::seconds timeout) {
   auto lose_pending = [&](const Status& why) {
@@ -685,6 +687,18 @@ bool WireClient::HandleAck(uint8_t type, const std::string& body, std::unordered
   auto it = pending->find(id);
   if (it == pending->end()) return true;  // from an earlier, abandoned batch
   const size_t index = it->second;
+  // QoS 1 is settled by a PUBACK; QoS 2 by a PUBREC (answered with a PUBREL), then a PUBCOMP.
+  // Anything else means the broker and this client disagree about the message: taking it as
+  // a confirmation could lose it, so the connection ends and the batch is offered again.
+  const bool fits = qos == 2 ? (kind == 5 || (kind == 7 && released->count(id) > 0)) : kind == 4;
+  if (!fits) {
+    static const char* kNames[] = {"", "", "", "", "PUBACK", "PUBREC", "", "PUBCOMP"};
+    Status why = Fail(std::string("protocol error: the broker sent ") + kNames[kind] + " for packet " +
+                      std::to_string(id) + ", a QoS " + std::to_string(qos) + " message" +
+                      (kind == 7 ? " not yet acknowledged with PUBREC" : ""));
+    lose_pending(why);
+    return false;
+  }
   const int reason = (options_.version == 5 && body.size() >= 3) ? static_cast<uint8_t>(body[2]) : 0;
   if (reason >= 0x80) {
     char hex[8];
@@ -696,10 +710,11 @@ bool WireClient::HandleAck(uint8_t type, const std::string& body, std::unordered
     std::string what = Where() + ": the broker refused the message (reason " + hex + ")";
     (*results)[index] = permanent ? PermissionDenied(what) : Unavailable(what);
     pending->erase(it);
+    released->erase(id);
     if (!permanent) *failed = true;
     return true;
   }
-  if (kind == 5) {  // PUBREC: release it, then wait for PUBCOMP
+  if (kind == 5) {  // PUBREC: release it (again, if the broker repeated itself), then wait for PUBCOMP
     std::string rel("\x62\x02", 2);
     PutU16(&rel, id);
     Status w = SendAll(rel);
@@ -707,10 +722,12 @@ bool WireClient::HandleAck(uint8_t type, const std::string& body, std::unordered
       lose_pending(w);
       return false;
     }
+    released->insert(id);
     return true;
   }
   (*results)[index] = Status::Ok();  // PUBACK (QoS 1) or PUBCOMP (QoS 2)
   pending->erase(it);
+  released->erase(id);
   *deadline = Clock::now() + timeout;  // the broker is making progress
   return true;
 }

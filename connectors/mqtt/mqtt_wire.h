@@ -24,6 +24,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "mhhs/status.h"
@@ -125,11 +126,14 @@ class WireClient {
   // Reads one packet: its first byte and its body.
   Status ReadPacket(uint8_t* type, std::string* body, std::chrono::steady_clock::time_point deadline);
   Status StartTls();
-  // Takes one packet read while publishing: an acknowledgement settles its message in
-  // `results`. False when the batch must end (connection lost, protocol error).
-  bool HandleAck(uint8_t type, const std::string& body, std::unordered_map<uint16_t, size_t>* pending,
-                 std::vector<Status>* results, bool* failed, std::chrono::steady_clock::time_point* deadline,
-                 std::chrono::seconds timeout);
+  // Takes one packet read while publishing messages of QoS `qos`: an acknowledgement settles
+  // its message in `results`; `released` holds the QoS 2 messages whose PUBREC came (PUBREL
+  // sent, PUBCOMP awaited). An acknowledgement that does not fit the message's QoS (a PUBCOMP
+  // for QoS 1, a PUBACK for QoS 2, a PUBCOMP before the PUBREC) is a protocol error: the
+  // connection is closed. False when the batch must end (connection lost, protocol error).
+  bool HandleAck(uint8_t type, const std::string& body, int qos, std::unordered_map<uint16_t, size_t>* pending,
+                 std::unordered_set<uint16_t>* released, std::vector<Status>* results, bool* failed,
+                 std::chrono::steady_clock::time_point* deadline, std::chrono::seconds timeout);
   // Decodes a PUBLISH packet.
   Status ParsePublish(uint8_t type, const std::string& body, InboundMessage* out);
   std::string Where() const;
