@@ -109,17 +109,18 @@ void AppendFieldJson(const FieldSpec& f, std::string_view v, std::string* out) {
 bool SplitDtnRecord(std::string_view line, std::vector<std::string_view>* out) {
   out->clear();
   if (line.empty() || line.back() != '|') return false;
-  size_t start = 0;
-  const size_t end = line.size() - 1;
-  for (;;) {
-    size_t bar = line.find('|', start);
-    if (bar >= end) {
-      out->push_back(line.substr(start, end - start));
-      return true;
+  // Records are short ("103|A|1.966|"): one pass over the bytes beats a memchr per field.
+  const char* p = line.data();
+  const char* const end = p + line.size() - 1;  // the closing '|'
+  const char* field = p;
+  for (; p < end; ++p) {
+    if (*p == '|') {
+      out->emplace_back(field, static_cast<size_t>(p - field));
+      field = p + 1;
     }
-    out->push_back(line.substr(start, bar - start));
-    start = bar + 1;
   }
+  out->emplace_back(field, static_cast<size_t>(end - field));
+  return true;
 }
 
 namespace {

@@ -2,6 +2,7 @@
 
 #include <openssl/sha.h>
 
+#include <cstdint>
 #include <cstring>
 
 #include "gw/adapters/uk_time.h"
@@ -18,7 +19,30 @@ int Num(std::string_view s, size_t pos, size_t len) {
 
 void Put2(char* p, int v) { p[0] = static_cast<char>('0' + v / 10); p[1] = static_cast<char>('0' + v % 10); }
 
-// Appends "YYYY-MM-DDThh:mm:ss+00:00" for UTC instant `t`.
+// Appends "YYYY-MM-DDThh:mm:ss+00:00" for UTC instants, working the calendar date out once
+// per day: a settlement day's periods are 48 instants over at most two UTC dates.
+class UtcStamps {
+ public:
+  void Append(int64_t t, std::string* out) {
+    const int64_t days = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+    if (days != days_) {
+      int y, m, d;
+      CivilFromDays(days, &y, &m, &d);
+      Put2(b_, y / 100); Put2(b_ + 2, y % 100); b_[4] = '-'; Put2(b_ + 5, m); b_[7] = '-'; Put2(b_ + 8, d);
+      b_[10] = 'T'; b_[13] = ':'; b_[16] = ':';
+      std::memcpy(b_ + 19, "+00:00", 6);
+      days_ = days;
+    }
+    const int secs = static_cast<int>(t - days * 86400);
+    Put2(b_ + 11, secs / 3600); Put2(b_ + 14, secs / 60 % 60); Put2(b_ + 17, secs % 60);
+    out->append(b_, sizeof b_);
+  }
+
+ private:
+  int64_t days_ = INT64_MIN;
+  char b_[25];
+};
+
 void AppendUtc(int64_t t, std::string* out) {
   int64_t days = t >= 0 ? t / 86400 : (t - 86399) / 86400;
   int secs = static_cast<int>(t - days * 86400);
@@ -55,6 +79,16 @@ std::string GspGroupOfDistributor(std::string_view id) {
 }
 
 bool FormatDecimal3(std::string_view v, std::string* out) {
+  // The usual D0036 form already is the IF-021 form: 1 to 9 digits without a needless leading
+  // zero, a point, 3 digits.
+  if (v.size() >= 5 && v.size() <= 13 && v[v.size() - 4] == '.' && (v[0] != '0' || v.size() == 5)) {
+    bool plain = true;
+    for (size_t i = 0; i < v.size(); ++i) plain = plain && (i == v.size() - 4 || (v[i] >= '0' && v[i] <= '9'));
+    if (plain) {
+      out->assign(v);
+      return true;
+    }
+  }
   bool neg = false;
   if (!v.empty() && (v[0] == '-' || v[0] == '+')) { neg = v[0] == '-'; v.remove_prefix(1); }
   size_t dot = v.find('.');
@@ -128,7 +162,7 @@ bool If021Mapper::Map(const DtnHeader& h, const DtnUnitView& unit, const std::st
 
   std::string& p = out->payload;
   p.clear();
-  p.reserve(4096);
+  p.reserve(6144);
   p.append(R"({"CommonBlock":{"S0":{"interfaceID":"IF-021","schemaVersion":"011","eventCode":)");
   AppendJsonString(&p, out->event_code);
   p.append(R"(},"S1":{"environmentTag":)");
@@ -172,6 +206,7 @@ bool If021Mapper::Map(const DtnHeader& h, const DtnUnitView& unit, const std::st
   day_json.append(date.substr(4, 2)).push_back('-');
   day_json.append(date.substr(6, 2)).append(R"(T00:00:00+00:00","periodDuration":30},"consumptionPeriods":[)");
   std::string v;
+  UtcStamps stamps;
   const size_t periods = unit.records.size() - 1;
   for (size_t i = 0; i < periods; ++i) {
     const DtnUnitView::Record& rec = unit.records[i + 1];
@@ -190,7 +225,7 @@ bool If021Mapper::Map(const DtnHeader& h, const DtnUnitView& unit, const std::st
       p.push_back(',');
     }
     p.append(R"({"sp":")");
-    AppendUtc(day_start + static_cast<int64_t>(i + 1) * 1800, &p);
+    stamps.Append(day_start + static_cast<int64_t>(i + 1) * 1800, &p);
     p.append(R"(","v":")").append(v).append(R"(","q":")").append(f103[1]).append(R"(","e":null,"arc":null})");
   }
   p.append("]}]}}}");

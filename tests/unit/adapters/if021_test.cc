@@ -1,5 +1,7 @@
 #include "gw/adapters/if021.h"
 
+#include <ctime>
+
 #include <gtest/gtest.h>
 
 #include "gw/adapters/dtn_events.h"
@@ -90,6 +92,17 @@ TEST(If021Test, PeriodEndsAreUtcAcrossClockChanges) {
   auto winter = Sps(events[2].payload);
   EXPECT_EQ(winter.front(), "2026-01-10T00:30:00+00:00");
   EXPECT_EQ(winter.back(), "2026-01-11T00:00:00+00:00");
+  // Every period ends 30 minutes after the one before, across UTC midnights too (the date part
+  // of the stamps is worked out once per UTC day).
+  for (const Event& e : events) {
+    auto sps = Sps(e.payload);
+    for (size_t i = 1; i < sps.size(); ++i) {
+      std::tm a{}, b{};
+      ASSERT_NE(strptime(sps[i - 1].c_str(), "%Y-%m-%dT%H:%M:%S", &a), nullptr);
+      ASSERT_NE(strptime(sps[i].c_str(), "%Y-%m-%dT%H:%M:%S", &b), nullptr);
+      EXPECT_EQ(timegm(&b) - timegm(&a), 1800) << sps[i - 1] << " -> " << sps[i];
+    }
+  }
   // The 50-period day travels as 48 + 2 under the same settlement day (the schema's limit).
   size_t days = 0;
   for (size_t p = events[1].payload.find("\"settlementDayDate\":\"2026-10-25T00:00:00+00:00\""); p != std::string::npos;
@@ -156,6 +169,16 @@ TEST(FormatDecimal3Test, ThreeDecimalsRoundedHalfAwayFromZero) {
   EXPECT_EQ(f(".5"), "0.500");
   EXPECT_EQ(f("1e3"), "ERR");
   EXPECT_EQ(f(""), "ERR");
+  // The usual form, taken as it is, and its near misses.
+  EXPECT_EQ(f("1.966"), "1.966");
+  EXPECT_EQ(f("0.000"), "0.000");
+  EXPECT_EQ(f("123456789.123"), "123456789.123");
+  EXPECT_EQ(f("1234567890.123"), "ERR");
+  EXPECT_EQ(f("01.500"), "1.500");
+  EXPECT_EQ(f("1.9x6"), "ERR");
+  EXPECT_EQ(f("12.34."), "ERR");
+  EXPECT_EQ(f("-1.500"), "-1.500");
+  EXPECT_EQ(f("+1.500"), "1.500");
 }
 
 TEST(GspGroupTest, DistributorIdsMapToGspGroups) {
