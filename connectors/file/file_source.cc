@@ -99,7 +99,10 @@ FileSource::FileSource(std::string name, FileSourceOptions options,
                        std::shared_ptr<const adapters::FlowCatalogue> catalogue, const GatewayInfo& gateway,
                        Logger& logger)
     : name_(std::move(name)), options_(std::move(options)), decoder_(std::move(catalogue)), gateway_(gateway),
-      logger_(logger) {}
+      logger_(logger),
+      dir_sync_(std::make_unique<DirSyncer>("dirsync." + name_, std::chrono::milliseconds(200), [this](const Status& s) {
+        logger_.Error(s.message() + " (renames into it are not yet durable; tried again every 200 ms)");
+      })) {}
 
 Status FileSource::Start(const std::string& checkpoint) {
   for (const std::string& d : {options_.directory, options_.archive, options_.rejected, claimed_dir()}) {
@@ -184,8 +187,8 @@ std::string FileSource::ClaimNext() {
     if (::stat(to.c_str(), &st) == 0) continue;  // same name still being processed
     if (::rename(from.c_str(), to.c_str()) == 0) {
       seen_.erase(name);
-      unsynced_dirs_.insert(options_.directory);
-      unsynced_dirs_.insert(claimed_dir());
+      dir_sync_->Mark(options_.directory);
+      dir_sync_->Mark(claimed_dir());
       return name;
     }
     // ENOENT: another gateway instance took it first.
@@ -209,29 +212,17 @@ void FileSource::Reject(const std::string& name, const std::string& errors) {
 
 FileSource::~FileSource() {
   EndStream();
-  SyncDirs(/*now=*/true);
+  dir_sync_.reset();  // fsyncs what is still marked
   if (inotify_fd_ >= 0) ::close(inotify_fd_);
 }
 
 StatusOr<std::string> FileSource::MoveClaimed(const std::string& name, const std::string& dir) {
   auto moved = MoveInto(claimed_dir() + "/" + name, dir, name, /*fsync_dirs=*/false);
   if (moved.ok()) {
-    unsynced_dirs_.insert(dir);
-    unsynced_dirs_.insert(claimed_dir());
+    dir_sync_->Mark(dir);
+    dir_sync_->Mark(claimed_dir());
   }
   return moved;
-}
-
-void FileSource::SyncDirs(bool now) {
-  if (unsynced_dirs_.empty()) return;
-  auto at = std::chrono::steady_clock::now();
-  if (!now && at - synced_at_ < std::chrono::milliseconds(200)) return;
-  for (const std::string& dir : unsynced_dirs_) {
-    Status s = FsyncDir(dir);
-    if (!s.ok()) logger_.Warning(s.message());
-  }
-  unsynced_dirs_.clear();
-  synced_at_ = at;
 }
 
 bool FileSource::Process(const std::string& name, SourceBatch* batch) {
@@ -392,7 +383,6 @@ StatusOr<bool> FileSource::Poll(SourceBatch* batch, std::chrono::milliseconds wa
       batch->last = false;
       return true;
     }
-    SyncDirs(/*now=*/true);  // nothing to take: what was moved so far is made durable first
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return false;
     auto nap = std::min<std::chrono::steady_clock::duration>(
@@ -450,12 +440,10 @@ void FileSource::Ack(const SourceBatch& batch, const Status& committed) {
   if (options_.delete_after_commit) {
     std::string path = claimed_dir() + "/" + batch.unit;
     if (::unlink(path.c_str()) != 0) logger_.Error("cannot delete " + path + ": " + std::strerror(errno));
-    else unsynced_dirs_.insert(claimed_dir());
-    SyncDirs(/*now=*/false);
+    else dir_sync_->Mark(claimed_dir());
     return;
   }
   auto moved = MoveClaimed(batch.unit, options_.archive);
-  SyncDirs(/*now=*/false);
   if (!moved.ok()) {
     // Its events are committed; taking it again would only repeat them. Set it aside.
     stuck_.insert(batch.unit);

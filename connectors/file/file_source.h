@@ -18,9 +18,9 @@
 // mapping = dip (D0036 files become IF-021 events) | none (every flow as its generic event);
 // stream_above_bytes (64 MiB), batch_events (5000).
 //
-// Directory fsyncs after claiming and archiving are grouped: at most one per directory every
-// 200 ms, and always before the source waits for input. A crash can undo a move not yet synced,
-// which only means that the file is taken again and the journal absorbs its events by id.
+// Directory fsyncs after claiming and archiving are grouped, on a thread of their own
+// ("dirsync.NAME"): at most one per directory every 200 ms. A crash can undo a move not yet
+// synced, which only means that the file is taken again and the journal absorbs its events by id.
 //
 // Large files: a file above stream_above_bytes is validated whole first (nothing is kept),
 // then decoded again by a producer thread into a bounded queue and committed batch_events at
@@ -97,10 +97,8 @@ class FileSource : public Source, public PipelinedSource {
   bool TakeFromStream(SourceBatch* batch, std::chrono::milliseconds wait);
   void EndStream();
   void Reject(const std::string& name, const std::string& errors);
-  // Moves `name` out of .claimed/ into `dir`; SyncDirs() fsyncs both directories.
+  // Moves `name` out of .claimed/ into `dir`; dir_sync_ fsyncs both directories.
   StatusOr<std::string> MoveClaimed(const std::string& name, const std::string& dir);
-  // fsyncs the directories with renames not yet synced: now, or once 200 ms have passed.
-  void SyncDirs(bool now);
   std::string claimed_dir() const { return options_.directory + "/.claimed"; }
 
   std::string name_;
@@ -137,9 +135,8 @@ class FileSource : public Source, public PipelinedSource {
   // Files rejected since the last batch, handed to the core for the audit.
   std::vector<Rejection> rejections_;
 
-  // Directories with renames not yet fsynced, and when that was last done.
-  std::set<std::string> unsynced_dirs_;
-  std::chrono::steady_clock::time_point synced_at_{};
+  // fsyncs the directories renames went through.
+  std::unique_ptr<DirSyncer> dir_sync_;
 
   int inotify_fd_ = -1;
   Counter* files_ingested_ = nullptr;

@@ -13,6 +13,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "gw/log.h"
+
 namespace gw {
 namespace {
 
@@ -73,6 +75,64 @@ Status FsyncDir(const std::string& dir) {
   return Status::Ok();
 }
 
+DirSyncer::DirSyncer(std::string thread_name, std::chrono::milliseconds interval,
+                     std::function<void(const Status&)> on_error)
+    : interval_(interval), on_error_(std::move(on_error)) {
+  thread_ = std::thread([this, name = std::move(thread_name)] {
+    NameThread(name);
+    Loop();
+  });
+}
+
+DirSyncer::~DirSyncer() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+  Flush();
+}
+
+void DirSyncer::Mark(const std::string& dir) {
+  std::lock_guard<std::mutex> lock(mu_);
+  marked_.insert(dir);
+}
+
+void DirSyncer::Flush() {
+  std::set<std::string> dirs;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    dirs.swap(marked_);
+  }
+  std::vector<std::string> failed;
+  Status first;
+  for (const std::string& dir : dirs) {
+    Status s = FsyncDir(dir);
+    if (s.ok()) {
+      synced_.fetch_add(1);
+    } else {
+      if (first.ok()) first = s;
+      failed.push_back(dir);
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  marked_.insert(failed.begin(), failed.end());
+  if (!first.ok() && !failing_ && on_error_) on_error_(first);
+  failing_ = !first.ok();
+}
+
+void DirSyncer::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    cv_.wait_for(lock, interval_, [this] { return stop_; });
+    if (stop_ || marked_.empty()) continue;
+    lock.unlock();
+    Flush();
+    lock.lock();
+  }
+}
+
 Status ListDir(const std::string& dir, std::vector<std::string>* names) {
   names->clear();
   DIR* d = ::opendir(dir.c_str());
@@ -112,7 +172,8 @@ StatusOr<std::string> MoveInto(const std::string& from, const std::string& to_di
     if (n > 10000) return Internal(target + ": too many files of that name");
     target = to_dir + "/" + name + "." + std::to_string(n);
   }
-  if (fsync_dirs) GW_RETURN_IF_ERROR(FsyncDir(to_dir));
+  // After link + unlink a crash could otherwise keep the unlink and lose the link.
+  if (fsync_dirs || linked) GW_RETURN_IF_ERROR(FsyncDir(to_dir));
   if (linked && ::unlink(from.c_str()) != 0) return Errno("cannot remove after move", from);
   if (fsync_dirs) GW_RETURN_IF_ERROR(FsyncDir(DirName(from)));
   return target;

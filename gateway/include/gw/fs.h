@@ -7,8 +7,15 @@
 
 #include <sys/types.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <set>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "mhhs/status.h"
@@ -23,7 +30,9 @@ Status FsyncDir(const std::string& dir);
 Status ListDir(const std::string& dir, std::vector<std::string>* names);
 // Renames `from` to `to_dir/name`, or `to_dir/name.N` when that exists; never overwrites.
 // Returns the final path. Both directories are fsynced, unless `fsync_dirs` is false: then
-// the caller fsyncs them when it must (a crash may undo a move not yet synced, never split it).
+// the caller fsyncs them when it must (a DirSyncer): a crash may undo a rename not yet synced,
+// never split it. On file systems without renameat2(RENAME_NOREPLACE) the move is link +
+// unlink, and the target directory is fsynced between the two whatever `fsync_dirs` says.
 StatusOr<std::string> MoveInto(const std::string& from, const std::string& to_dir, const std::string& name,
                                bool fsync_dirs = true);
 // Writes `data` to `path` atomically and durably.
@@ -43,6 +52,36 @@ StatusOr<std::string> ReadSecretFile(const std::string& path);
 
 // Shell-style glob match ('*', '?') of `name` against `pattern`.
 bool GlobMatch(const std::string& pattern, const std::string& name);
+
+// Fsyncs directories after renames, off the caller's thread: Mark() records a directory and a
+// thread of its own fsyncs the marked ones every `interval`. A directory whose fsync failed
+// stays marked and is tried again; `on_error` hears of the first failure of a run of them.
+// The destructor fsyncs what is still marked.
+// Thread-safety: Mark() from any thread.
+class DirSyncer {
+ public:
+  DirSyncer(std::string thread_name, std::chrono::milliseconds interval, std::function<void(const Status&)> on_error);
+  ~DirSyncer();
+  DirSyncer(const DirSyncer&) = delete;
+  DirSyncer& operator=(const DirSyncer&) = delete;
+  void Mark(const std::string& dir);
+  // fsyncs every marked directory now, on the caller's thread.
+  void Flush();
+  // Directories fsynced so far (for tests).
+  int64_t synced() const { return synced_.load(); }
+
+ private:
+  void Loop();
+  const std::chrono::milliseconds interval_;
+  const std::function<void(const Status&)> on_error_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::set<std::string> marked_;
+  bool failing_ = false;
+  bool stop_ = false;
+  std::atomic<int64_t> synced_{0};
+  std::thread thread_;
+};
 
 // A read-only map of a whole file. An empty file maps to an empty view.
 class MappedFile {

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <thread>
@@ -49,6 +50,9 @@ class ScriptedBroker {
   }
   ~ScriptedBroker() {
     ::shutdown(listen_fd_, SHUT_RDWR);
+    // A client still connected would keep the thread in recv(): end its connection too.
+    int fd = conn_fd_.load();
+    if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
     if (thread_.joinable()) thread_.join();
     ::close(listen_fd_);
   }
@@ -94,6 +98,7 @@ class ScriptedBroker {
   void Serve() {
     int fd = ::accept(listen_fd_, nullptr, nullptr);
     if (fd < 0) return;
+    conn_fd_.store(fd);
     Packet p;
     if (ReadPacket(fd, &p) && p.kind == 1) {
       (void)::send(fd, "\x20\x02\x00\x00", 4, MSG_NOSIGNAL);  // CONNACK: accepted
@@ -103,17 +108,22 @@ class ScriptedBroker {
         if (!reply.empty()) (void)::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
       }
     }
+    conn_fd_.store(-1);
     ::close(fd);
   }
 
   Script script_;
   int listen_fd_ = -1;
+  std::atomic<int> conn_fd_{-1};
   int port_ = 0;
   std::thread thread_;
   std::vector<Packet> received_;
 };
 
-std::vector<Status> Publish(ScriptedBroker* broker, int qos, size_t count) {
+// Publishes `count` messages through a fresh client; `connected_after` says whether the client
+// still had its connection when the batch ended.
+void Publish(ScriptedBroker* broker, int qos, size_t count, std::vector<Status>* results,
+             bool* connected_after = nullptr) {
   WireOptions o;
   o.host = "127.0.0.1";
   o.port = broker->port();
@@ -121,16 +131,20 @@ std::vector<Status> Publish(ScriptedBroker* broker, int qos, size_t count) {
   o.connect_timeout = std::chrono::seconds(5);
   WireClient client(o);
   Status connected = client.Connect();
-  EXPECT_TRUE(connected.ok()) << connected.ToString();
+  ASSERT_TRUE(connected.ok()) << connected.ToString();
   std::vector<OutboundMessage> messages(count, OutboundMessage{"mhhs/test", "{}"});
-  std::vector<Status> results;
-  client.PublishBatch(messages, qos, 16, std::chrono::seconds(5), &results);
-  return results;
+  client.PublishBatch(messages, qos, 16, std::chrono::seconds(5), results);
+  ASSERT_EQ(results->size(), count);
+  if (connected_after) *connected_after = client.connected();
 }
 
 TEST(MqttWireTest, QosOneIsConfirmedByPuback) {
   ScriptedBroker broker([](const Packet& p) { return p.kind == 3 ? Ack(0x40, p.id) : ""; });
-  for (const Status& s : Publish(&broker, 1, 3)) EXPECT_TRUE(s.ok()) << s.ToString();
+  std::vector<Status> results;
+  bool connected = false;
+  Publish(&broker, 1, 3, &results, &connected);
+  for (const Status& s : results) EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(connected);
 }
 
 TEST(MqttWireTest, QosTwoIsConfirmedByPubrecThenPubcomp) {
@@ -139,15 +153,22 @@ TEST(MqttWireTest, QosTwoIsConfirmedByPubrecThenPubcomp) {
     if (p.kind == 6) return Ack(0x70, p.id);  // PUBCOMP for the client's PUBREL
     return std::string();
   });
-  for (const Status& s : Publish(&broker, 2, 3)) EXPECT_TRUE(s.ok()) << s.ToString();
+  std::vector<Status> results;
+  Publish(&broker, 2, 3, &results);
+  for (const Status& s : results) EXPECT_TRUE(s.ok()) << s.ToString();
+  int pubrels = 0;
+  for (const Packet& p : broker.received()) pubrels += p.kind == 6;
+  EXPECT_EQ(pubrels, 3);
 }
 
 // Each of these used to count as a confirmation: the message would have been marked delivered
 // although the broker had not taken it as the client meant.
 TEST(MqttWireTest, APubcompForAQosOneMessageIsAProtocolError) {
   ScriptedBroker broker([](const Packet& p) { return p.kind == 3 ? Ack(0x70, p.id) : ""; });
-  std::vector<Status> results = Publish(&broker, 1, 2);
-  ASSERT_EQ(results.size(), 2u);
+  std::vector<Status> results;
+  bool connected = true;
+  Publish(&broker, 1, 2, &results, &connected);
+  EXPECT_FALSE(connected);
   for (const Status& s : results) {
     EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
     EXPECT_NE(s.message().find("protocol error: the broker sent PUBCOMP"), std::string::npos) << s.ToString();
@@ -156,8 +177,10 @@ TEST(MqttWireTest, APubcompForAQosOneMessageIsAProtocolError) {
 
 TEST(MqttWireTest, APubackForAQosTwoMessageIsAProtocolError) {
   ScriptedBroker broker([](const Packet& p) { return p.kind == 3 ? Ack(0x40, p.id) : ""; });
-  std::vector<Status> results = Publish(&broker, 2, 2);
-  ASSERT_EQ(results.size(), 2u);
+  std::vector<Status> results;
+  bool connected = true;
+  Publish(&broker, 2, 2, &results, &connected);
+  EXPECT_FALSE(connected);
   for (const Status& s : results) {
     EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
     EXPECT_NE(s.message().find("sent PUBACK"), std::string::npos) << s.ToString();
@@ -166,25 +189,30 @@ TEST(MqttWireTest, APubackForAQosTwoMessageIsAProtocolError) {
 
 TEST(MqttWireTest, APubcompBeforeThePubrecIsAProtocolError) {
   ScriptedBroker broker([](const Packet& p) { return p.kind == 3 ? Ack(0x70, p.id) : ""; });
-  std::vector<Status> results = Publish(&broker, 2, 1);
-  ASSERT_EQ(results.size(), 1u);
+  std::vector<Status> results;
+  Publish(&broker, 2, 1, &results);
   EXPECT_EQ(results[0].code(), StatusCode::kUnavailable);
   EXPECT_NE(results[0].message().find("not yet acknowledged with PUBREC"), std::string::npos) << results[0].ToString();
   // No PUBREL went out: the client never saw a PUBREC.
   for (const Packet& p : broker.received()) EXPECT_NE(p.kind, 6);
 }
 
-TEST(MqttWireTest, AProtocolErrorEndsTheConnection) {
-  ScriptedBroker broker([](const Packet& p) { return p.kind == 3 ? Ack(0x70, p.id) : ""; });
-  WireOptions o;
-  o.host = "127.0.0.1";
-  o.port = broker.port();
-  o.client_id = "wire-test";
-  WireClient client(o);
-  ASSERT_TRUE(client.Connect().ok());
+TEST(MqttWireTest, APubcompForAnotherMessageThanTheOneReleasedIsAProtocolError) {
+  // Two messages: the first gets its PUBREC; the broker then completes the second, which it
+  // never acknowledged with a PUBREC.
+  uint16_t first = 0;
+  ScriptedBroker broker([&](const Packet& p) {
+    if (p.kind != 3) return std::string();
+    if (first == 0) {
+      first = p.id;
+      return Ack(0x50, p.id);
+    }
+    return Ack(0x70, p.id);
+  });
   std::vector<Status> results;
-  client.PublishBatch({OutboundMessage{"mhhs/test", "{}"}}, 1, 16, std::chrono::seconds(5), &results);
-  EXPECT_FALSE(client.connected());
+  Publish(&broker, 2, 2, &results);
+  EXPECT_NE(results[1].message().find("not yet acknowledged with PUBREC"), std::string::npos) << results[1].ToString();
+  EXPECT_FALSE(results[0].ok());  // its PUBCOMP never came before the connection ended
 }
 
 }  // namespace
