@@ -695,7 +695,7 @@ bool WireClient::HandleAck(uint8_t type, const std::string& body, int qos,
     static const char* kNames[] = {"", "", "", "", "PUBACK", "PUBREC", "", "PUBCOMP"};
     Status why = Fail(std::string("protocol error: the broker sent ") + kNames[kind] + " for packet " +
                       std::to_string(id) + ", a QoS " + std::to_string(qos) + " message" +
-                      (kind == 7 ? " not yet acknowledged with PUBREC" : ""));
+                      (qos == 2 && kind == 7 ? " not yet acknowledged with PUBREC" : ""));
     lose_pending(why);
     return false;
   }

@@ -116,10 +116,14 @@ void DirSyncer::Flush() {
       failed.push_back(dir);
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  marked_.insert(failed.begin(), failed.end());
-  if (!first.ok() && !failing_ && on_error_) on_error_(first);
-  failing_ = !first.ok();
+  bool report = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    marked_.insert(failed.begin(), failed.end());
+    report = !first.ok() && !failing_;
+    failing_ = !first.ok();
+  }
+  if (report && on_error_) on_error_(first);  // outside the lock: it may log, or Mark()
 }
 
 void DirSyncer::Loop() {

@@ -172,6 +172,7 @@ TEST(MqttWireTest, APubcompForAQosOneMessageIsAProtocolError) {
   for (const Status& s : results) {
     EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
     EXPECT_NE(s.message().find("protocol error: the broker sent PUBCOMP"), std::string::npos) << s.ToString();
+    EXPECT_EQ(s.message().find("PUBREC"), std::string::npos) << "no PUBREC is due for QoS 1: " << s.ToString();
   }
 }
 
