@@ -43,17 +43,8 @@ class UtcStamps {
   char b_[25];
 };
 
-void AppendUtc(int64_t t, std::string* out) {
-  int64_t days = t >= 0 ? t / 86400 : (t - 86399) / 86400;
-  int secs = static_cast<int>(t - days * 86400);
-  int y, m, d;
-  CivilFromDays(days, &y, &m, &d);
-  char b[25];
-  Put2(b, y / 100); Put2(b + 2, y % 100); b[4] = '-'; Put2(b + 5, m); b[7] = '-'; Put2(b + 8, d);
-  b[10] = 'T'; Put2(b + 11, secs / 3600); b[13] = ':'; Put2(b + 14, secs / 60 % 60); b[16] = ':'; Put2(b + 17, secs % 60);
-  std::memcpy(b + 19, "+00:00", 6);
-  out->append(b, 25);
-}
+// Appends one stamp (the file's creation time).
+void AppendUtc(int64_t t, std::string* out) { UtcStamps().Append(t, out); }
 
 std::string Hex10(const std::string& s) {
   unsigned char md[SHA256_DIGEST_LENGTH];

@@ -161,32 +161,30 @@ TEST(MqttWireTest, QosTwoIsConfirmedByPubrecThenPubcomp) {
   EXPECT_EQ(pubrels, 3);
 }
 
-// Each of these used to count as a confirmation: the message would have been marked delivered
-// although the broker had not taken it as the client meant.
-TEST(MqttWireTest, APubcompForAQosOneMessageIsAProtocolError) {
-  ScriptedBroker broker([](const Packet& p) { return p.kind == 3 ? Ack(0x70, p.id) : ""; });
+// Publishes two messages of QoS `qos` to a broker that answers each PUBLISH with `ack`; every
+// message must fail as kUnavailable naming `what`, and the client must have disconnected.
+std::vector<Status> ExpectProtocolError(int qos, uint8_t ack, const std::string& what) {
+  ScriptedBroker broker([ack](const Packet& p) { return p.kind == 3 ? Ack(ack, p.id) : ""; });
   std::vector<Status> results;
   bool connected = true;
-  Publish(&broker, 1, 2, &results, &connected);
+  Publish(&broker, qos, 2, &results, &connected);
   EXPECT_FALSE(connected);
   for (const Status& s : results) {
     EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
-    EXPECT_NE(s.message().find("protocol error: the broker sent PUBCOMP"), std::string::npos) << s.ToString();
+    EXPECT_NE(s.message().find(what), std::string::npos) << s.ToString();
+  }
+  return results;
+}
+
+// Each of these used to count as a confirmation: the message would have been marked delivered
+// although the broker had not taken it as the client meant.
+TEST(MqttWireTest, APubcompForAQosOneMessageIsAProtocolError) {
+  for (const Status& s : ExpectProtocolError(1, 0x70, "protocol error: the broker sent PUBCOMP")) {
     EXPECT_EQ(s.message().find("PUBREC"), std::string::npos) << "no PUBREC is due for QoS 1: " << s.ToString();
   }
 }
 
-TEST(MqttWireTest, APubackForAQosTwoMessageIsAProtocolError) {
-  ScriptedBroker broker([](const Packet& p) { return p.kind == 3 ? Ack(0x40, p.id) : ""; });
-  std::vector<Status> results;
-  bool connected = true;
-  Publish(&broker, 2, 2, &results, &connected);
-  EXPECT_FALSE(connected);
-  for (const Status& s : results) {
-    EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
-    EXPECT_NE(s.message().find("sent PUBACK"), std::string::npos) << s.ToString();
-  }
-}
+TEST(MqttWireTest, APubackForAQosTwoMessageIsAProtocolError) { ExpectProtocolError(2, 0x40, "sent PUBACK"); }
 
 TEST(MqttWireTest, APubcompBeforeThePubrecIsAProtocolError) {
   ScriptedBroker broker([](const Packet& p) { return p.kind == 3 ? Ack(0x70, p.id) : ""; });

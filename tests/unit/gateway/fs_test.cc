@@ -15,16 +15,7 @@
 namespace gw {
 namespace {
 
-// Polls `done` for up to 5 s.
-template <typename F>
-bool Eventually(F done) {
-  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > until) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return true;
-}
+constexpr auto kWait = std::chrono::seconds(5);
 
 TEST(DirSyncerTest, MarkedDirectoriesAreSyncedInTheBackgroundOncePerMark) {
   testing::TempDir dir;
@@ -32,7 +23,7 @@ TEST(DirSyncerTest, MarkedDirectoriesAreSyncedInTheBackgroundOncePerMark) {
   DirSyncer sync("dirsync.test", std::chrono::milliseconds(10), [&](const Status&) { ++errors; });
   sync.Mark(dir.path());
   sync.Mark(dir.path());  // twice before a round: one fsync
-  ASSERT_TRUE(Eventually([&] { return sync.synced() == 1; }));
+  ASSERT_TRUE(testing::WaitFor([&] { return sync.synced() == 1; }, kWait));
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_EQ(sync.synced(), 1);  // nothing marked since: nothing more
   EXPECT_EQ(errors.load(), 0);
@@ -44,12 +35,12 @@ TEST(DirSyncerTest, AFailedSyncIsReportedOnceAndTriedAgainUntilItWorks) {
   std::atomic<int> errors{0};
   DirSyncer sync("dirsync.test", std::chrono::milliseconds(10), [&](const Status&) { ++errors; });
   sync.Mark(later);  // does not exist yet: the fsync fails
-  ASSERT_TRUE(Eventually([&] { return errors.load() == 1; }));
+  ASSERT_TRUE(testing::WaitFor([&] { return errors.load() == 1; }, kWait));
   std::this_thread::sleep_for(std::chrono::milliseconds(60));
   EXPECT_EQ(errors.load(), 1);  // a run of failures is reported once
   EXPECT_EQ(sync.synced(), 0);
   ASSERT_EQ(::mkdir(later.c_str(), 0750), 0);
-  EXPECT_TRUE(Eventually([&] { return sync.synced() == 1; }));  // still marked: tried again
+  EXPECT_TRUE(testing::WaitFor([&] { return sync.synced() == 1; }, kWait));  // still marked: tried again
 }
 
 TEST(DirSyncerTest, WhatIsStillMarkedIsSyncedWhenItStops) {
