@@ -1,6 +1,6 @@
 #include "gw/adapters/if021.h"
 
-#include <openssl/sha.h>
+#include "gw/security.h"
 
 #include <cstdint>
 #include <cstring>
@@ -46,17 +46,7 @@ class UtcStamps {
 // Appends one stamp (the file's creation time).
 void AppendUtc(int64_t t, std::string* out) { UtcStamps().Append(t, out); }
 
-std::string Hex10(const std::string& s) {
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(s.data()), s.size(), md);
-  static const char kHex[] = "0123456789abcdef";
-  std::string out(10, '0');
-  for (int i = 0; i < 5; ++i) {
-    out[2 * i] = kHex[md[i] >> 4];
-    out[2 * i + 1] = kHex[md[i] & 15];
-  }
-  return out;
-}
+std::string Hex10(const std::string& s) { return Sha256Hex(s).substr(0, 10); }
 
 }  // namespace
 

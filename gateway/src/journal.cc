@@ -2,7 +2,6 @@
 
 #include "gw/log.h"
 
-#include <openssl/sha.h>
 
 #include <chrono>
 #include <map>
@@ -111,15 +110,20 @@ CREATE TABLE IF NOT EXISTS certificates(
 constexpr std::string_view kCertMember = "\"certificate\":\"";
 constexpr std::string_view kCertRefMember = "\"certificate@\":\"";
 
-// Splits the carried certificate out of `signature`. False when it carries none.
+// Splits the carried certificate out of `signature`. False when it carries none. `*b64` and
+// `*id` may hold the previous call's certificate: when it is the same one (the usual case: one
+// participant, one certificate), its id is not worked out again.
 bool SplitCertificate(const std::string& signature, std::string* stored, std::string* id, std::string* b64) {
   size_t at = signature.find(kCertMember);
   if (at == std::string::npos) return false;
   size_t begin = at + kCertMember.size();
   size_t end = signature.find('"', begin);  // base64 holds no quote and no escape
   if (end == std::string::npos) return false;
-  b64->assign(signature, begin, end - begin);
-  *id = Sha256Hex(*b64).substr(0, 32);
+  std::string_view cert(signature.data() + begin, end - begin);
+  if (id->empty() || cert != *b64) {
+    b64->assign(cert);
+    *id = Sha256Hex(*b64).substr(0, 32);
+  }
   stored->assign(signature, 0, at);
   stored->append(kCertRefMember);
   stored->append(*id);
@@ -211,7 +215,11 @@ Status Journal::Init() {
   (*mode)->Reset();
   // Checkpoints (copying the WAL back into the database, with an fsync) run on their own
   // thread, not inside the commit a source or sink is waiting for.
-  GW_RETURN_IF_ERROR(w.Exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=0;"));
+  // Each operation in a transaction runs in a savepoint, whose undo log (the statement
+  // journal) would otherwise spill to a temporary file past 64 KiB: created, written and
+  // deleted on the writer thread, once an append touches four 16 KiB pages it did not create.
+  GW_RETURN_IF_ERROR(w.Exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=0;"
+                            " PRAGMA temp_store=MEMORY;"));
 
   auto check = w.Prepare("PRAGMA quick_check");
   if (!check.ok()) return check.status();
@@ -516,16 +524,7 @@ StatusOr<int64_t> Journal::SinkId(Db& db, const std::string& sink) {
 std::string Journal::AuditHash(const AuditEntry& e) {
   std::string text = e.prev + "\n" + std::to_string(e.id) + "\n" + std::to_string(e.at_ms) + "\n" + e.what + "\n" +
                      e.event_id + "\n" + e.subject + "\n" + e.detail;
-  unsigned char md[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), md);
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(64);
-  for (unsigned char c : md) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
+  return Sha256Hex(text);  // not SHA256(): OpenSSL 3 looks the algorithm up on every call of that
 }
 
 Status Journal::Audit(Db& db, int64_t at, const std::string& what, const std::string& event_id,

@@ -17,6 +17,7 @@
 #include <Poco/JSON/Parser.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -901,7 +902,8 @@ StatusOr<std::shared_ptr<const PayloadCipher>> PayloadCipher::FromKeys(const std
   auto c = std::make_shared<PayloadCipher>();
   for (const std::string& k : keys) {
     if (k.size() != 32) return InvalidArgument("journal key: must be 32 bytes");
-    c->keys_.push_back(KeyEntry{Sha256(k).substr(0, kIdLen), k});
+    static std::atomic<uint64_t> next_serial{1};
+    c->keys_.push_back(KeyEntry{Sha256(k).substr(0, kIdLen), k, next_serial++});
   }
   if (c->keys_.empty()) return InvalidArgument("journal key: none given");
   return std::shared_ptr<const PayloadCipher>(std::move(c));
@@ -942,21 +944,71 @@ bool PayloadCipher::IsSealed(std::string_view value) {
 
 std::string PayloadCipher::current_key_id() const { return ToHex(keys_.front().id); }
 
+namespace {
+
+// Each thread keeps one AES-256-GCM context per direction with its key schedule set, so that
+// a payload costs setting a nonce rather than allocating a context and expanding the key, and
+// draws nonces from a buffer of random bytes refilled 64 nonces at a time rather than calling
+// the DRBG (and its locks) per payload. The nonces stay random, as before.
+struct ThreadCipher {
+  struct Slot {
+    uint64_t serial = 0;
+    std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx;
+  };
+  Slot slots[2];  // [0] decrypt, [1] encrypt
+  unsigned char nonces[64 * kNonceLen];
+  size_t nonce_used = sizeof nonces;
+
+  // The context for `key` (raw, 32 bytes) named `serial`, ready for a new nonce; null when
+  // OpenSSL cannot make one.
+  EVP_CIPHER_CTX* For(uint64_t serial, const std::string& key, bool encrypt) {
+    Slot& s = slots[encrypt ? 1 : 0];
+    if (!s.ctx || s.serial != serial) {
+      s.serial = 0;
+      s.ctx.reset(EVP_CIPHER_CTX_new());
+      if (!s.ctx || EVP_CipherInit_ex(s.ctx.get(), Aes256Gcm(), nullptr, reinterpret_cast<const unsigned char*>(key.data()),
+                                      nullptr, encrypt ? 1 : 0) != 1) {
+        s.ctx.reset();
+        return nullptr;
+      }
+      s.serial = serial;
+    }
+    return s.ctx.get();
+  }
+
+  void NextNonce(unsigned char* out) {
+    if (nonce_used == sizeof nonces) {
+      if (RAND_bytes(nonces, sizeof nonces) != 1) std::abort();  // no randomness: sealing would be unsafe
+      nonce_used = 0;
+    }
+    std::memcpy(out, nonces + nonce_used, kNonceLen);
+    nonce_used += kNonceLen;
+  }
+};
+
+ThreadCipher& ThisThreadCipher() {
+  thread_local ThreadCipher tc;
+  return tc;
+}
+
+}  // namespace
+
 std::string PayloadCipher::Seal(std::string_view plain, std::string_view aad) const {
   const KeyEntry& k = keys_.front();
   std::string out(kHeaderLen + plain.size() + kTagLen, '\0');
   std::memcpy(out.data(), kSealMagic, 4);
   std::memcpy(out.data() + 4, k.id.data(), kIdLen);
   unsigned char* nonce = reinterpret_cast<unsigned char*>(out.data() + 4 + kIdLen);
-  if (RAND_bytes(nonce, kNonceLen) != 1) std::abort();  // no randomness: sealing would be unsafe
-  std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx(EVP_CIPHER_CTX_new());
+  ThreadCipher& tc = ThisThreadCipher();
+  tc.NextNonce(nonce);
+  EVP_CIPHER_CTX* ctx = tc.For(k.serial, k.key, /*encrypt=*/true);
   int len = 0;
   unsigned char* ct = reinterpret_cast<unsigned char*>(out.data() + kHeaderLen);
-  bool ok = ctx && EVP_EncryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, reinterpret_cast<const unsigned char*>(k.key.data()), nonce) == 1 &&
-            EVP_EncryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()), static_cast<int>(aad.size())) == 1 &&
-            EVP_EncryptUpdate(ctx.get(), ct, &len, reinterpret_cast<const unsigned char*>(plain.data()), static_cast<int>(plain.size())) == 1 &&
-            EVP_EncryptFinal_ex(ctx.get(), ct + len, &len) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagLen, ct + plain.size()) == 1;
+  bool ok = ctx && EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, nonce) == 1 &&
+            EVP_EncryptUpdate(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()), static_cast<int>(aad.size())) == 1 &&
+            EVP_EncryptUpdate(ctx, ct, &len, reinterpret_cast<const unsigned char*>(plain.data()), static_cast<int>(plain.size())) == 1 &&
+            EVP_EncryptFinal_ex(ctx, ct + len, &len) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagLen, ct + plain.size()) == 1;
   if (!ok) std::abort();  // AES-GCM with a valid key does not fail short of memory
   return out;
 }
@@ -971,14 +1023,15 @@ StatusOr<std::string> PayloadCipher::Open(std::string_view sealed, std::string_v
   size_t n = sealed.size() - kHeaderLen - kTagLen;
   const unsigned char* ct = reinterpret_cast<const unsigned char*>(sealed.data() + kHeaderLen);
   std::string out(n, '\0');
-  std::string tag(sealed.substr(kHeaderLen + n, kTagLen));
-  std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree> ctx(EVP_CIPHER_CTX_new());
+  unsigned char tag[kTagLen];
+  std::memcpy(tag, sealed.data() + kHeaderLen + n, kTagLen);
+  EVP_CIPHER_CTX* ctx = ThisThreadCipher().For(k->serial, k->key, /*encrypt=*/false);
   int len = 0;
-  bool ok = ctx && EVP_DecryptInit_ex(ctx.get(), Aes256Gcm(), nullptr, reinterpret_cast<const unsigned char*>(k->key.data()), nonce) == 1 &&
-            EVP_DecryptUpdate(ctx.get(), nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()), static_cast<int>(aad.size())) == 1 &&
-            EVP_DecryptUpdate(ctx.get(), reinterpret_cast<unsigned char*>(out.data()), &len, ct, static_cast<int>(n)) == 1 &&
-            EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagLen, tag.data()) == 1;
-  if (!ok || EVP_DecryptFinal_ex(ctx.get(), reinterpret_cast<unsigned char*>(out.data()) + len, &len) != 1) {
+  bool ok = ctx && EVP_DecryptInit_ex(ctx, nullptr, nullptr, nullptr, nonce) == 1 &&
+            EVP_DecryptUpdate(ctx, nullptr, &len, reinterpret_cast<const unsigned char*>(aad.data()), static_cast<int>(aad.size())) == 1 &&
+            EVP_DecryptUpdate(ctx, reinterpret_cast<unsigned char*>(out.data()), &len, ct, static_cast<int>(n)) == 1 &&
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, kTagLen, tag) == 1;
+  if (!ok || EVP_DecryptFinal_ex(ctx, reinterpret_cast<unsigned char*>(out.data()) + len, &len) != 1) {
     ERR_clear_error();
     return DataLoss("sealed payload: authentication failed (altered, or moved from another row)");
   }

@@ -228,6 +228,7 @@ class PayloadCipher {
   struct KeyEntry {
     std::string id;   // 4 raw bytes
     std::string key;  // 32 raw bytes
+    uint64_t serial;  // unique in the process: names the key in a thread's cached cipher context
   };
   std::vector<KeyEntry> keys_;
 };

@@ -8,6 +8,8 @@
 #include <cstring>
 #include <ctime>
 #include <memory>
+#include <set>
+#include <thread>
 
 #include "gw/journal.h"
 #include "tests/support/test_support.h"
@@ -501,6 +503,40 @@ TEST(PayloadCipherTest, SealsOpensAndRotates) {
   auto without_new = (*old_cipher)->Open(newer, "event-3");
   ASSERT_FALSE(without_new.ok());
   EXPECT_NE(without_new.status().message().find((*rotated)->current_key_id()), std::string::npos) << without_new.status().message();
+}
+
+// Each thread keeps a cipher context with its key set and a buffer of nonces: switching
+// between keys, a failed open, refilling the buffer and another thread must not mix them up.
+TEST(PayloadCipherTest, ThreadContextsFollowTheKeyInUse) {
+  std::string k1(32, '\x01'), k2(32, '\x02');
+  auto a = PayloadCipher::FromKeys({k1});
+  auto b = PayloadCipher::FromKeys({k2});
+  ASSERT_TRUE(a.ok() && b.ok());
+  std::set<std::string> nonces;
+  for (int i = 0; i < 300; ++i) {
+    const PayloadCipher& c = i % 3 == 0 ? **b : **a;
+    std::string plain = "payload " + std::to_string(i);
+    std::string sealed = c.Seal(plain, "event-" + std::to_string(i));
+    nonces.insert(sealed.substr(8, 12));
+    auto opened = c.Open(sealed, "event-" + std::to_string(i));
+    ASSERT_TRUE(opened.ok()) << i << ": " << opened.status().ToString();
+    EXPECT_EQ(*opened, plain);
+    const PayloadCipher& other = i % 3 == 0 ? **a : **b;
+    EXPECT_EQ(other.Open(sealed, "event-" + std::to_string(i)).status().code(), StatusCode::kDataLoss) << i;
+    std::string flipped = sealed;
+    flipped.back() ^= 1;
+    EXPECT_FALSE(c.Open(flipped, "event-" + std::to_string(i)).ok()) << i;
+  }
+  EXPECT_EQ(nonces.size(), 300u) << "every payload gets its own nonce, across refills of the buffer";
+
+  // The same key in a second cipher, and a payload sealed on one thread opened on another.
+  auto again = PayloadCipher::FromKeys({k1});
+  ASSERT_TRUE(again.ok());
+  std::string sealed;
+  std::thread([&] { sealed = (*again)->Seal("from another thread", "event-x"); }).join();
+  auto opened = (*a)->Open(sealed, "event-x");
+  ASSERT_TRUE(opened.ok()) << opened.status().ToString();
+  EXPECT_EQ(*opened, "from another thread");
 }
 
 TEST(PayloadCipherTest, KeyFilesAreCheckedAndParsed) {
