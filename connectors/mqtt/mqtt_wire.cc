@@ -243,6 +243,7 @@ Status WireClient::Connect() {
       int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       fd_ = fd;
+      low_water_ = 1;
       break;
     }
     ::close(fd);
@@ -424,6 +425,16 @@ Status WireClient::SendAll(const std::string& bytes) {
   return Status::Ok();
 }
 
+// How long a wait for many acknowledgements goes on before it takes the ones already here.
+constexpr int64_t kAckPatienceMs = 1;
+
+void WireClient::SetReceiveLowWater(size_t bytes) {
+  bytes = std::min<size_t>(bytes, 1u << 16);
+  if (fd_ < 0 || bytes == low_water_) return;
+  int v = static_cast<int>(bytes);
+  if (setsockopt(fd_, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof v) == 0) low_water_ = bytes;
+}
+
 Status WireClient::ReadExact(char* buf, size_t n, Clock::time_point deadline, bool allow_timeout_at_start) {
   size_t got = 0;
   // Bytes already read from the socket come first: one recv() usually brings many packets.
@@ -453,8 +464,17 @@ Status WireClient::ReadExact(char* buf, size_t n, Clock::time_point deadline, bo
         setsockopt(fd_, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
       }
       pollfd p{fd_, POLLIN, 0};
-      int rc = ::poll(&p, 1, static_cast<int>(left));
+      // A raised mark is waited for kAckPatience at most. A broker with Nagle's algorithm on
+      // (Mosquitto's default) sends one small packet and holds the next ones until our TCP
+      // ACK, which the kernel delays while nothing is read: without the limit each wait for
+      // many acknowledgements would stall for the delayed-ACK timer (40 ms).
+      const bool patient = low_water_ > 1 && left > kAckPatienceMs;
+      int rc = ::poll(&p, 1, static_cast<int>(patient ? kAckPatienceMs : left));
       if (rc < 0 && errno == EINTR) continue;
+      if (rc == 0 && patient) {
+        SetReceiveLowWater(1);
+        continue;
+      }
       if (rc == 0) {
         if (got == 0 && allow_timeout_at_start) return DeadlineExceeded("no data");
         if (Clock::now() >= deadline) return Fail("timed out in the middle of a packet");
@@ -480,6 +500,8 @@ Status WireClient::ReadExact(char* buf, size_t n, Clock::time_point deadline, bo
     }
     rbuf_.append(chunk, static_cast<size_t>(r));
     take();
+    // The rest of a packet may be fewer bytes than a raised mark: wake for any byte again.
+    if (low_water_ > 1) SetReceiveLowWater(1);
   }
   last_received_ = Clock::now();
   return Status::Ok();
@@ -637,6 +659,15 @@ void WireClient::PublishBatch(const std::vector<OutboundMessage>& messages, int 
       // is already here and go on writing. Waiting after every write would leave the window
       // mostly empty and the connection idle for a round trip each time.
       const bool can_send = !failed && next < n && pending.size() < window;
+      // With the window full, sleep until half of it has been confirmed rather than waking
+      // for each PUBACK: the kernel holds the wake-up until that many bytes are readable
+      // (SO_RCVLOWAT), and the refill then writes many messages at once. Every message in
+      // flight owes at least one 4-byte acknowledgement (PUBACK, or PUBREC then PUBCOMP), and
+      // TLS only adds bytes, so the mark never asks for more than will come. ReadExact lowers
+      // it again after its first read, or when kAckPatience passes without one.
+      if (!can_send && rpos_ == rbuf_.size()) {
+        SetReceiveLowWater(4 * std::min(pending.size(), std::max<size_t>(1, window / 2)));
+      }
       Status s = ReadPacket(&type, &body, can_send ? Clock::now() : deadline);
       if (s.code() == StatusCode::kDeadlineExceeded) {
         if (can_send) continue;

@@ -123,6 +123,9 @@ class WireClient {
   std::string TlsWriteError(int rc);
   // Reads exactly `n` bytes, waiting at most until `deadline`; kDeadlineExceeded when none came.
   Status ReadExact(char* buf, size_t n, std::chrono::steady_clock::time_point deadline, bool allow_timeout_at_start);
+  // How many bytes must be readable before a wait on the socket ends (SO_RCVLOWAT); ReadExact
+  // puts it back to 1 after its next read.
+  void SetReceiveLowWater(size_t bytes);
   // Reads one packet: its first byte and its body.
   Status ReadPacket(uint8_t* type, std::string* body, std::chrono::steady_clock::time_point deadline);
   Status StartTls();
@@ -155,6 +158,7 @@ class WireClient {
   // Read from the socket but not yet consumed.
   std::string rbuf_;
   size_t rpos_ = 0;
+  size_t low_water_ = 1;
 };
 
 }  // namespace gw::connectors::mqtt

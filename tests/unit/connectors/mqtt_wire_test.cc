@@ -1,5 +1,5 @@
 // The MQTT client's publishing against a scripted broker: how it takes acknowledgements that
-// do not fit the message's QoS. A real Mosquitto never sends those (the integration tests use
+// do not fit the message's QoS, or that come late. A real Mosquitto never sends those (the integration tests use
 // one); this broker does, on purpose. It speaks just enough MQTT 3.1.1 for one connection.
 #include "connectors/mqtt/mqtt_wire.h"
 
@@ -212,6 +212,42 @@ TEST(MqttWireTest, APubcompForAnotherMessageThanTheOneReleasedIsAProtocolError) 
   Publish(&broker, 2, 2, &results);
   EXPECT_NE(results[1].message().find("not yet acknowledged with PUBREC"), std::string::npos) << results[1].ToString();
   EXPECT_FALSE(results[0].ok());  // its PUBCOMP never came before the connection ended
+}
+
+// With its window full the client waits for many acknowledgements at once (a low-water mark
+// on the socket). A broker with Nagle's algorithm on sends one small packet and holds the next
+// until the client's side acknowledges it at the TCP level, which it does not while it sleeps
+// without reading. This broker does the same in MQTT terms: with the window of 16 full it
+// acknowledges only the first message and keeps the rest back until the client, having taken
+// that one acknowledgement, sends the 17th. A client that waited for its mark alone would run
+// into the publish timeout here.
+TEST(MqttWireTest, ASingleAcknowledgementIsTakenWhileWaitingForMany) {
+  int seen = 0;
+  std::string held;
+  ScriptedBroker broker([&](const Packet& p) {
+    if (p.kind != 3) return std::string();
+    ++seen;
+    if (seen < 16) {
+      held += Ack(0x40, p.id);
+      return std::string();
+    }
+    if (seen == 16) {
+      std::string first = held.substr(0, 4);
+      held = held.substr(4) + Ack(0x40, p.id);
+      return first;
+    }
+    std::string out = held + Ack(0x40, p.id);
+    held.clear();
+    return out;
+  });
+  std::vector<Status> results;
+  bool connected = false;
+  Publish(&broker, 1, 40, &results, &connected);
+  for (size_t i = 0; i < results.size(); ++i) EXPECT_TRUE(results[i].ok()) << i << ": " << results[i].ToString();
+  EXPECT_TRUE(connected);
+  size_t published = 0;
+  for (const Packet& p : broker.received()) published += p.kind == 3;
+  EXPECT_EQ(published, 40u);
 }
 
 }  // namespace
