@@ -367,7 +367,8 @@ int CmdAudit(const Ctx& ctx, const std::vector<std::string>& args) {
     std::cout << "Usage: mhhs-gatewayctl audit verify\n"
                  "       mhhs-gatewayctl audit export [--from T] [--to T]\n"
                  "Every accepted, delivered, dead-lettered, rejected and quarantined event, and every operator\n"
-                 "action, is an entry that carries the SHA-256 of the entry before it. verify recomputes the\n"
+                 "action, is in an entry that carries the SHA-256 of the entry before it (the events of one\n"
+                 "accepted or delivered batch share an entry that lists them in its detail). verify recomputes the\n"
                  "chain (exit 0 intact, 1 naming the first entry that was edited, removed or reordered);\n"
                  "export writes entries as JSON Lines. T: 2026-11-26, 2026-11-26T14:00:00Z or unix seconds.\n";
     return verb.empty() ? EX_USAGE : 0;

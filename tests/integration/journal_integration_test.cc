@@ -176,13 +176,26 @@ TEST_F(JournalIntegrationTest, AuditChainVerifiesAndNamesTheFirstTamperedEntry) 
   EXPECT_EQ(StopGateway(), 0);
   std::string out;
   ASSERT_EQ(RunCommand({CtlPath(), "--config", config_path_, "audit", "verify"}, &out), 0) << out;
-  // 5 accepted + 5 delivered + 1 rejected file.
-  EXPECT_NE(out.find("audit chain intact: 11 entries"), std::string::npos) << out;
+  EXPECT_NE(out.find("audit chain intact: "), std::string::npos) << out;
   ASSERT_EQ(RunCommand({CtlPath(), "--config", config_path_, "audit", "export", "--from", "2020-01-01"}, &out), 0);
-  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 11);
   EXPECT_NE(out.find(R"("what":"rejected","eventId":null,"subject":"inbox","detail":"D0010_UDMS_MRCY_0000475659_broken.uff: )"),
             std::string::npos) << out;
-  EXPECT_NE(out.find(R"("what":"delivered","eventId":"UDMS-0000475657-3","subject":"backbone")"), std::string::npos) << out;
+  // Each event is in one accepted and one delivered entry: its own, or its batch's (the ids
+  // then in the entry's detail). A file is one batch; how the deliveries group depends on timing.
+  std::vector<std::string> lines;
+  for (size_t at = 0, nl; (nl = out.find('\n', at)) != std::string::npos; at = nl + 1) lines.push_back(out.substr(at, nl - at));
+  EXPECT_GE(lines.size(), 4u) << "two files accepted, one rejected, at least one delivered batch";
+  for (const char* id : {"UDMS-0000475656-1", "UDMS-0000475656-2", "UDMS-0000475657-1", "UDMS-0000475657-2", "UDMS-0000475657-3"}) {
+    for (const char* what : {"accepted", "delivered"}) {
+      const std::string as_own = std::string("\"eventId\":\"") + id + "\"", in_batch = std::string("\\\"") + id + "\\\"";
+      int n = 0;
+      for (const std::string& l : lines) {
+        if (l.find(std::string("\"what\":\"") + what + "\"") == std::string::npos) continue;
+        n += l.find(as_own) != std::string::npos || l.find(in_batch) != std::string::npos;
+      }
+      EXPECT_EQ(n, 1) << id << " " << what << "\n" << out;
+    }
+  }
 
   std::string journal = dir_ / "journal.db";
   auto tamper = [&](const std::string& sql) {
@@ -198,9 +211,9 @@ TEST_F(JournalIntegrationTest, AuditChainVerifiesAndNamesTheFirstTamperedEntry) 
   };
   EXPECT_NE(tamper("UPDATE audit SET detail = 'nothing to see' WHERE id = 3").find(
                 "audit chain broken at entry 3: its content does not match its hash (edited)"), std::string::npos);
-  EXPECT_NE(tamper("DELETE FROM audit WHERE id = 5").find("audit chain broken at entry 5: missing"), std::string::npos);
-  EXPECT_NE(tamper("UPDATE audit SET id = 100 WHERE id = 4; UPDATE audit SET id = 4 WHERE id = 6; UPDATE audit SET id = 6 WHERE id = 100")
-                .find("audit chain broken at entry 4: it does not follow the entry before it (removed or reordered)"),
+  EXPECT_NE(tamper("DELETE FROM audit WHERE id = 2").find("audit chain broken at entry 2: missing"), std::string::npos);
+  EXPECT_NE(tamper("UPDATE audit SET id = 100 WHERE id = 2; UPDATE audit SET id = 2 WHERE id = 4; UPDATE audit SET id = 4 WHERE id = 100")
+                .find("audit chain broken at entry 2: it does not follow the entry before it (removed or reordered)"),
             std::string::npos);
 }
 

@@ -138,6 +138,9 @@ struct AuditEntry {
   std::string what;      // accepted, delivered, dead-lettered, rejected, quarantined, retried, dropped, replayed
   std::string event_id;  // "" when not about one event
   std::string subject;   // the source or sink
+  // An entry about several events of one batch (`accepted` per append, `delivered` per
+  // confirmed batch; event_id ""): a JSON array, of [id, origin] pairs for `accepted`, of ids
+  // for `delivered`.
   std::string detail;
   std::string prev;      // the previous entry's hash (64 zeros for the first)
   std::string hash;      // SHA-256 over prev and this entry's fields
@@ -285,6 +288,11 @@ class Journal {
   // Appends an audit entry chained to the last (writer thread only).
   Status Audit(Db& db, int64_t at, const std::string& what, const std::string& event_id, const std::string& subject,
                const std::string& detail);
+  // One entry for the events `ids` (with `origins`, for `accepted`): the one-event form when
+  // there is one, else the batch form (AuditEntry::detail). Nothing when there is none.
+  Status AuditEvents(Db& db, int64_t at, const std::string& what, const std::string& subject,
+                     const std::vector<std::string_view>& ids, const std::vector<std::string_view>* origins,
+                     const std::string& single_detail);
 
   // A pooled read connection, returned to the pool on destruction.
   class Reader;

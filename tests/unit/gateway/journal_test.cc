@@ -256,8 +256,47 @@ TEST_F(JournalTest, AChainExtendedByAnotherProcessIsContinuedNotForked) {
     EXPECT_EQ(Journal::AuditHash(chain[i]), chain[i].hash) << "entry " << chain[i].id;
     prev = chain[i].hash;
   }
-  EXPECT_EQ(whats, (std::vector<std::string>{"accepted:a", "accepted:b", "delivered:a", "replayed:a", "delivered:a",
-                                             "delivered:b", "accepted:c"}));
+  // An append or a confirmed batch of several events is one entry listing them (event_id "").
+  EXPECT_EQ(whats, (std::vector<std::string>{"accepted:", "delivered:a", "replayed:a", "delivered:", "accepted:c"}));
+  ASSERT_EQ(chain.size(), 5u);
+  EXPECT_EQ(chain[0].detail, R"([["a","inbox:f.uff:2"],["b","inbox:f.uff:2"]])");
+  EXPECT_EQ(chain[3].detail, R"(["a","b"])");
+}
+
+TEST_F(JournalTest, ABatchIsOneAuditEntryListingEachEventItChanged) {
+  auto j = Open();
+  ASSERT_TRUE(j->Append("s", {MakeEvent("a")}, To({"k"}), "", nullptr).ok());
+  Event b = MakeEvent("b"), c = MakeEvent("c");
+  c.origin = "inbox:g.uff:7";
+  AppendResult r;
+  ASSERT_TRUE(j->Append("s", {MakeEvent("a"), b, c}, To({"k"}), "", &r).ok());
+  EXPECT_EQ(r.duplicates, 1);
+  auto p = Pending(*j, "k");
+  ASSERT_EQ(p.size(), 3u);
+  Deliver(*j, "k", {p[0].seq});
+  Deliver(*j, "k", {p[0].seq, p[1].seq, p[2].seq});  // a again: already delivered, not listed
+  std::vector<AuditEntry> chain;
+  ASSERT_TRUE(j->ReadAudit(0, 0, &chain).ok());
+  ASSERT_EQ(chain.size(), 4u);
+  EXPECT_EQ(chain[0].what, "accepted");
+  EXPECT_EQ(chain[0].event_id, "a") << "one event keeps the one-event form";
+  EXPECT_EQ(chain[0].detail, "inbox:f.uff:2");
+  EXPECT_EQ(chain[1].what, "accepted");
+  EXPECT_EQ(chain[1].event_id, "");
+  EXPECT_EQ(chain[1].subject, "s");
+  EXPECT_EQ(chain[1].detail, R"([["b","inbox:f.uff:2"],["c","inbox:g.uff:7"]])") << "the duplicate a is not accepted again";
+  EXPECT_EQ(chain[2].event_id, "a");
+  EXPECT_EQ(chain[2].detail, "confirmed by the far side");
+  EXPECT_EQ(chain[3].what, "delivered");
+  EXPECT_EQ(chain[3].event_id, "");
+  EXPECT_EQ(chain[3].subject, "k");
+  EXPECT_EQ(chain[3].detail, R"(["b","c"])");
+  std::string prev(64, '0');
+  for (const AuditEntry& e : chain) {
+    EXPECT_EQ(e.prev, prev);
+    EXPECT_EQ(Journal::AuditHash(e), e.hash);
+    prev = e.hash;
+  }
 }
 
 TEST_F(JournalTest, NothingOfAChainCommitsAfterAnAppendThatFailed) {
@@ -375,11 +414,11 @@ TEST_F(JournalTest, PrunedAuditEntriesLeaveAnAnchorTheChainContinuesFrom) {
   int64_t through = 0;
   std::string hash;
   ASSERT_TRUE(j->AuditAnchor(&through, &hash).ok());
-  EXPECT_EQ(through, 4) << "2 accepted + 2 delivered entries went with their events";
+  EXPECT_EQ(through, 2) << "the accepted and the delivered entry of the two went with their events";
   std::vector<AuditEntry> rest;
   ASSERT_TRUE(j->ReadAudit(0, 0, &rest).ok());
   ASSERT_EQ(rest.size(), 1u);
-  EXPECT_EQ(rest[0].id, 5);
+  EXPECT_EQ(rest[0].id, 3);
   EXPECT_EQ(rest[0].prev, hash);
   EXPECT_EQ(Journal::AuditHash(rest[0]), rest[0].hash);
 }
