@@ -856,15 +856,18 @@ Status ReadEvent(const Stmt& s, int c, const PayloadCipher* cipher, Event* e) {
   e->recipients = DecodeRecipients(s.Text(c + 6));
   e->created_at = s.Text(c + 7);
   e->correlation_id = s.Text(c + 8);
-  e->payload = s.Text(c + 9);
   e->signature = s.Text(c + 10);
   e->origin = s.Text(c + 11);
-  if (PayloadCipher::IsSealed(e->payload)) {
-    if (!cipher) return FailedPrecondition("event " + e->id + ": its payload is encrypted and no journal key is configured ([security] journal_key_file)");
-    auto plain = cipher->Open(e->payload, PayloadAad(e->id));
-    if (!plain.ok()) return plain.status().Annotate("event " + e->id);
-    e->payload = std::move(plain.value());
+  // A sealed payload is opened straight from SQLite's copy of the row.
+  const std::string_view stored = s.View(c + 9);
+  if (!PayloadCipher::IsSealed(stored)) {
+    e->payload.assign(stored);
+    return Status::Ok();
   }
+  if (!cipher) return FailedPrecondition("event " + e->id + ": its payload is encrypted and no journal key is configured ([security] journal_key_file)");
+  auto plain = cipher->Open(stored, PayloadAad(e->id));
+  if (!plain.ok()) return plain.status().Annotate("event " + e->id);
+  e->payload = std::move(plain.value());
   return Status::Ok();
 }
 

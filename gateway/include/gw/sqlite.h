@@ -52,6 +52,12 @@ class Stmt {
     int n = sqlite3_column_bytes(stmt_, col);
     return p ? std::string(static_cast<const char*>(p), n) : std::string();
   }
+  // The column's bytes where SQLite holds them: valid until the statement steps or resets.
+  std::string_view View(int col) const {
+    const void* p = sqlite3_column_blob(stmt_, col);
+    int n = sqlite3_column_bytes(stmt_, col);
+    return p ? std::string_view(static_cast<const char*>(p), static_cast<size_t>(n)) : std::string_view();
+  }
 
  private:
   sqlite3* db_;
