@@ -14,6 +14,13 @@ the file's rename into the inbox (gateway) or the hand-over to the client (limit
 to receipt at the subscriber. Writes OUT/result.json, OUT/timeline-*.dat and OUT/delivered.png,
 and ends with the line
   bench: gateway/limit R1, gateway/alternative R2
+
+For looking into it (environment):
+  BENCH_PERF_ARGS="..."   perf record options for --profile (default: -g -F 4000), e.g.
+                          "--call-graph dwarf,32768 -F 1999" or "-e sched:sched_switch"
+  BENCH_PROFILE_ALL=1     with --profile, record the whole machine (broker and subscriber too),
+                          and the limit run as well (perf-limit.data)
+  BENCH_BROKER_EXTRA="a;b" lines added to the backbone broker's configuration
 """
 import argparse
 import json
@@ -75,19 +82,23 @@ def proc_stats(pid):
 
 
 def thread_cpu(pid):
-    """CPU seconds of each thread of a live process, by thread name."""
+    """CPU seconds and context switches (voluntary + involuntary) of each thread of a live
+    process, by thread name."""
     ticks = os.sysconf("SC_CLK_TCK")
-    out = {}
+    out, switches = {}, {}
     for tid in os.listdir("/proc/%d/task" % pid):
         try:
             with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
                 text = f.read()
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                n = sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
         except OSError:
             continue
         name = text.split("(", 1)[1].rsplit(")", 1)[0]
         fields = text.rsplit(")", 1)[1].split()
         out[name] = round(out.get(name, 0) + (int(fields[11]) + int(fields[12])) / ticks, 2)
-    return out
+        switches[name] = switches.get(name, 0) + n
+    return out, switches
 
 
 def machine_cpu():
@@ -113,6 +124,8 @@ class Mosquitto:
         with open(conf, "w") as f:
             f.write(user + "listener %d 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
                     "max_inflight_messages 0\nlog_dest file %s/mosquitto.log\n%s" % (port, workdir, extra))
+            if not extra:  # the backbone
+                f.write(os.environ.get("BENCH_BROKER_EXTRA", "").replace(";", "\n") + "\n")
         self.proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", conf], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         wait_port(port, self.proc)
@@ -286,14 +299,26 @@ def envelopes(args, files, config, work):
     return out_path, owner
 
 
+def perf_args():
+    return os.environ["BENCH_PERF_ARGS"].split() if os.environ.get("BENCH_PERF_ARGS") else ["-g", "-F", "4000"]
+
+
 def run_limit(args, work, env_path, ids, broker):
     log("limit: bench_mqtt pub straight to the broker, QoS 1, window 256")
     sub = Subscriber(args.tools, broker.port, len(ids), os.path.join(work, "limit.recv"), "sub-limit")
     cpu0 = machine_cpu()
+    perf = None
+    if args.profile and os.environ.get("BENCH_PROFILE_ALL"):
+        perf = subprocess.Popen(["perf", "record"] + perf_args() + ["-a", "-o", os.path.join(work, "perf-limit.data")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
     pub = subprocess.run([args.tools, "pub", "--uri", "tcp://127.0.0.1:%d" % broker.port, "--topic", TOPIC, "--input",
                           env_path, "--times", os.path.join(work, "limit.send"), "--window", "256"],
                          check=True, stdout=subprocess.PIPE, text=True).stdout
     log("limit: " + pub.strip() + "; subscriber: " + sub.wait(600))
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        perf.wait(timeout=60)
     busy = busy_cores(cpu0)
     # "sent N in S s, cpu C s, maxrss K kB"
     words = pub.split()
@@ -320,8 +345,9 @@ def run_gateway(args, work, files, owner, keys, broker):
     sub = Subscriber(args.tools, broker.port, len(owner), os.path.join(work, "gateway.recv"), "sub-gateway")
     perf = None
     if args.profile:
-        perf = subprocess.Popen(["perf", "record", "-g", "-F", "4000", "-o", os.path.join(work, "perf.data"), "-p",
-                                 str(proc.pid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        target = ["-a"] if os.environ.get("BENCH_PROFILE_ALL") else ["-p", str(proc.pid)]
+        perf = subprocess.Popen(["perf", "record"] + perf_args() + ["-o", os.path.join(work, "perf.data")] + target,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(1)
     dropped = {}
     cpu0 = machine_cpu()
@@ -332,12 +358,13 @@ def run_gateway(args, work, files, owner, keys, broker):
     log("gateway: subscriber: " + sub.wait(900))
     busy = busy_cores(cpu0)
     rss, cpu = proc_stats(proc.pid)
-    threads = thread_cpu(proc.pid)
+    threads, switches = thread_cpu(proc.pid)
     if perf:
         perf.send_signal(signal.SIGINT)
         perf.wait(timeout=60)
         log("gateway: profile in %s (perf report -i %s --sort comm,dso,sym)" % ((os.path.join(work, "perf.data"),) * 2))
     log("gateway: CPU seconds by thread: " + ", ".join("%s %.2f" % kv for kv in sorted(threads.items())))
+    log("gateway: context switches by thread: " + ", ".join("%s %d" % kv for kv in sorted(switches.items())))
     proc.terminate()
     proc.wait(timeout=60)
     logf.close()
@@ -345,6 +372,7 @@ def run_gateway(args, work, files, owner, keys, broker):
     result = analyse("gateway", os.path.join(work, "gateway.recv"), origins, len(owner), rss, cpu, args.out)
     result["machine_busy_cores"] = busy
     result["thread_cpu_s"] = threads
+    result["thread_context_switches"] = switches
     result["journal_mb"] = round(sum(os.path.getsize(os.path.join(gw, f)) for f in os.listdir(gw)
                                      if f.startswith("journal.db")) / 1e6, 1)
     return result
