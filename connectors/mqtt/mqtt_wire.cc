@@ -150,6 +150,7 @@ Status WireClient::Fail(const std::string& what) {
   if (ssl_) { SSL_free(ssl_); ssl_ = nullptr; }
   if (ctx_) { SSL_CTX_free(ctx_); ctx_ = nullptr; }
   if (fd_ >= 0) { ::close(fd_); fd_ = -1; }
+  low_water_ = 1;
   return s;
 }
 
@@ -165,6 +166,7 @@ void WireClient::Close() {
   if (ssl_) { SSL_shutdown(ssl_); SSL_free(ssl_); ssl_ = nullptr; }
   if (ctx_) { SSL_CTX_free(ctx_); ctx_ = nullptr; }
   if (fd_ >= 0) { ::close(fd_); fd_ = -1; }
+  low_water_ = 1;
 }
 
 Status WireClient::StartTls() {
@@ -471,6 +473,7 @@ Status WireClient::ReadExact(char* buf, size_t n, Clock::time_point deadline, bo
       const bool patient = low_water_ > 1 && left > kAckPatienceMs;
       int rc = ::poll(&p, 1, static_cast<int>(patient ? kAckPatienceMs : left));
       if (rc < 0 && errno == EINTR) continue;
+      if (rc < 0 && low_water_ > 1) SetReceiveLowWater(1);  // the recv() below must not wait for the mark
       if (rc == 0 && patient) {
         SetReceiveLowWater(1);
         continue;

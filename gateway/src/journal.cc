@@ -217,11 +217,7 @@ Status Journal::Init() {
   (*mode)->Reset();
   // Checkpoints (copying the WAL back into the database, with an fsync) run on their own
   // thread, not inside the commit a source or sink is waiting for.
-  // Each operation in a transaction runs in a savepoint, whose undo log (the statement
-  // journal) would otherwise spill to a temporary file past 64 KiB: created, written and
-  // deleted on the writer thread, once an append touches four 16 KiB pages it did not create.
-  GW_RETURN_IF_ERROR(w.Exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=0;"
-                            " PRAGMA temp_store=MEMORY;"));
+  GW_RETURN_IF_ERROR(w.Exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF; PRAGMA wal_autocheckpoint=0;"));
 
   auto check = w.Prepare("PRAGMA quick_check");
   if (!check.ok()) return check.status();

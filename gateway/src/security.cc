@@ -958,6 +958,7 @@ struct ThreadCipher {
   Slot slots[2];  // [0] decrypt, [1] encrypt
   unsigned char nonces[64 * kNonceLen];
   size_t nonce_used = sizeof nonces;
+  pid_t pid = 0;  // whose nonces these are
 
   // The context for `key` (raw, 32 bytes) named `serial`, ready for a new nonce; null when
   // OpenSSL cannot make one.
@@ -977,6 +978,12 @@ struct ThreadCipher {
   }
 
   void NextNonce(unsigned char* out) {
+    // A process forked from this one must not hand out the nonces its parent still holds.
+    const pid_t self = getpid();
+    if (self != pid) {
+      pid = self;
+      nonce_used = sizeof nonces;
+    }
     if (nonce_used == sizeof nonces) {
       if (RAND_bytes(nonces, sizeof nonces) != 1) std::abort();  // no randomness: sealing would be unsafe
       nonce_used = 0;

@@ -184,7 +184,7 @@ TEST_F(JournalIntegrationTest, AuditChainVerifiesAndNamesTheFirstTamperedEntry) 
   // then in the entry's detail). A file is one batch; how the deliveries group depends on timing.
   std::vector<std::string> lines;
   for (size_t at = 0, nl; (nl = out.find('\n', at)) != std::string::npos; at = nl + 1) lines.push_back(out.substr(at, nl - at));
-  EXPECT_GE(lines.size(), 4u) << "two files accepted, one rejected, at least one delivered batch";
+  ASSERT_GE(lines.size(), 4u) << "two files accepted, one rejected, at least one delivered batch";
   for (const char* id : {"UDMS-0000475656-1", "UDMS-0000475656-2", "UDMS-0000475657-1", "UDMS-0000475657-2", "UDMS-0000475657-3"}) {
     for (const char* what : {"accepted", "delivered"}) {
       const std::string as_own = std::string("\"eventId\":\"") + id + "\"", in_batch = std::string("\\\"") + id + "\\\"";

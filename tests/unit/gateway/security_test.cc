@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <ctime>
@@ -513,10 +515,12 @@ TEST(PayloadCipherTest, ThreadContextsFollowTheKeyInUse) {
   auto b = PayloadCipher::FromKeys({k2});
   ASSERT_TRUE(a.ok() && b.ok());
   std::set<std::string> nonces;
+  std::vector<std::string> all;
   for (int i = 0; i < 300; ++i) {
     const PayloadCipher& c = i % 3 == 0 ? **b : **a;
     std::string plain = "payload " + std::to_string(i);
     std::string sealed = c.Seal(plain, "event-" + std::to_string(i));
+    all.push_back(sealed);
     nonces.insert(sealed.substr(8, 12));
     auto opened = c.Open(sealed, "event-" + std::to_string(i));
     ASSERT_TRUE(opened.ok()) << i << ": " << opened.status().ToString();
@@ -528,6 +532,15 @@ TEST(PayloadCipherTest, ThreadContextsFollowTheKeyInUse) {
     EXPECT_FALSE(c.Open(flipped, "event-" + std::to_string(i)).ok()) << i;
   }
   EXPECT_EQ(nonces.size(), 300u) << "every payload gets its own nonce, across refills of the buffer";
+  // Opened again on a thread whose contexts are fresh: a context keyed wrongly but used the
+  // same way for sealing and opening above would show here.
+  std::thread([&] {
+    for (int i = 0; i < 300; ++i) {
+      auto opened = (i % 3 == 0 ? *b : *a)->Open(all[i], "event-" + std::to_string(i));
+      ASSERT_TRUE(opened.ok()) << i << ": " << opened.status().ToString();
+      EXPECT_EQ(*opened, "payload " + std::to_string(i));
+    }
+  }).join();
 
   // The same key in a second cipher, and a payload sealed on one thread opened on another.
   auto again = PayloadCipher::FromKeys({k1});
@@ -537,6 +550,32 @@ TEST(PayloadCipherTest, ThreadContextsFollowTheKeyInUse) {
   auto opened = (*a)->Open(sealed, "event-x");
   ASSERT_TRUE(opened.ok()) << opened.status().ToString();
   EXPECT_EQ(*opened, "from another thread");
+}
+
+// A child process must not seal with the nonces its parent still holds in its buffer (the
+// parent's next nonce would otherwise be the child's too: two payloads under one key and
+// one nonce).
+TEST(PayloadCipherTest, AForkedChildDrawsItsOwnNonces) {
+  auto c = PayloadCipher::FromKeys({std::string(32, '\x03')});
+  ASSERT_TRUE(c.ok());
+  (*c)->Seal("fills this thread's buffer", "event-0");
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    std::string nonce = (*c)->Seal("child", "event-c").substr(8, 12);
+    _exit(::write(fds[1], nonce.data(), nonce.size()) == 12 ? 0 : 1);
+  }
+  ::close(fds[1]);
+  std::string theirs(12, '\0');
+  ASSERT_EQ(::read(fds[0], theirs.data(), theirs.size()), 12);
+  ::close(fds[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  std::string ours = (*c)->Seal("parent", "event-p").substr(8, 12);
+  EXPECT_NE(ours, theirs);
 }
 
 TEST(PayloadCipherTest, KeyFilesAreCheckedAndParsed) {
