@@ -3,7 +3,6 @@
 #include "gw/log.h"
 #include "mhhs/json.h"
 
-
 #include <chrono>
 #include <deque>
 #include <map>
