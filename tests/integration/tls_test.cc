@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include "connectors/mqtt/mqtt_wire.h"
 #include "tests/integration/gateway_fixture.h"
 
 namespace gw::testing {
@@ -97,6 +98,38 @@ TEST_F(TlsTest, D0036TravelsAsIf021OverMutualTlsBetweenTwoGateways) {
   EXPECT_EQ(outbox(), DtnRecords(original));
   EXPECT_EQ(sender_.Stop(SIGTERM), 0);
   EXPECT_EQ(receiver_.Stop(SIGTERM), 0);
+}
+
+// The sink's client over TLS with more messages than its window: it then waits for half the
+// window's acknowledgements at once (a low-water mark on the socket, counted in TLS bytes),
+// which must neither hang nor lose a confirmation, for QoS 1 and 2 and MQTT 3.1.1 and 5, and
+// must leave the connection fit for the next batch.
+TEST_F(TlsTest, APublisherWaitingForManyAcknowledgementsOverTlsGetsEachOne) {
+  for (int version : {4, 5}) {
+    connectors::mqtt::WireOptions o;
+    o.host = "127.0.0.1";
+    o.port = broker_.port();
+    o.tls = true;
+    o.ca_file = pki_.dir / "ca.crt";
+    o.cert_file = pki_.dir / "client.crt";
+    o.key_file = pki_.dir / "client.key";
+    o.client_id = "wire-tls-" + std::to_string(version);
+    o.version = version;
+    connectors::mqtt::WireClient client(o);
+    Status connected = client.Connect();
+    ASSERT_TRUE(connected.ok()) << connected.ToString();
+    for (int qos : {1, 2, 1}) {
+      std::vector<connectors::mqtt::OutboundMessage> messages;
+      for (int i = 0; i < 300; ++i) messages.push_back({"mhhs/SIT/test", std::string(2000, 'a' + i % 26)});
+      std::vector<Status> results;
+      client.PublishBatch(messages, qos, 16, std::chrono::seconds(20), &results);
+      ASSERT_EQ(results.size(), messages.size());
+      for (size_t i = 0; i < results.size(); ++i) {
+        ASSERT_TRUE(results[i].ok()) << "MQTT " << version << ", QoS " << qos << ", message " << i << ": " << results[i].ToString();
+      }
+      EXPECT_TRUE(client.connected()) << "MQTT " << version << ", QoS " << qos;
+    }
+  }
 }
 
 TEST_F(TlsTest, KeyReadableByOthersIsRefusedAtStart) {
