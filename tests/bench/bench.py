@@ -18,8 +18,10 @@ and ends with the line
 For looking into it (environment):
   BENCH_PERF_ARGS="..."   perf record options for --profile (default: -g -F 4000), e.g.
                           "--call-graph dwarf,32768 -F 1999" or "-e sched:sched_switch"
-  BENCH_PROFILE_ALL=1     with --profile, record the whole machine (broker and subscriber too),
-                          and the limit run as well (perf-limit.data)
+  BENCH_PROFILE_ALL=1     with --profile, record the whole machine (broker and subscriber too);
+                          the limit run is recorded too (perf-limit.data) when it runs, i.e.
+                          with bench.py --profile --only limit (scripts/bench --profile runs
+                          the gateway alone)
   BENCH_BROKER_EXTRA="a;b" lines added to the backbone broker's configuration
 """
 import argparse
