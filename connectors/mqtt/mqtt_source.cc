@@ -217,13 +217,8 @@ void MqttSource::Ack(const SourceBatch& batch, const Status& committed) {
     return;
   }
   if (batch.token != batch_token_ || !client_ || !client_->connected()) return;  // redelivered after reconnect
-  for (const InboundMessage& m : unacked_) {
-    Status s = client_->Ack(m);
-    if (!s.ok()) {
-      logger_.Warning("cannot acknowledge: " + s.message() + " (the broker will send them again)");
-      break;
-    }
-  }
+  Status s = client_->Ack(unacked_);
+  if (!s.ok()) logger_.Warning("cannot acknowledge: " + s.message() + " (the broker will send them again)");
   unacked_.clear();
 }
 

@@ -100,6 +100,14 @@ const char* ConnackReason(int version, int code) {
   return "refused";
 }
 
+// The acknowledgement of a received message: PUBACK for QoS 1, PUBREC for QoS 2, none for 0.
+void AppendAck(const InboundMessage& m, std::string* out) {
+  if (m.qos == 0) return;
+  out->push_back(static_cast<char>(m.qos == 1 ? 0x40 : 0x50));
+  out->push_back(0x02);
+  PutU16(out, m.packet_id);
+}
+
 }  // namespace
 
 void SocketInterrupter::Set(int fd) {
@@ -592,11 +600,16 @@ StatusOr<bool> WireClient::Receive(InboundMessage* out, std::chrono::millisecond
 }
 
 Status WireClient::Ack(const InboundMessage& m) {
-  if (m.qos == 0) return Status::Ok();
-  std::string p(1, static_cast<char>(m.qos == 1 ? 0x40 : 0x50));
-  p.push_back(0x02);
-  PutU16(&p, m.packet_id);
-  return SendAll(p);
+  std::string p;
+  AppendAck(m, &p);
+  return p.empty() ? Status::Ok() : SendAll(p);
+}
+
+Status WireClient::Ack(const std::vector<InboundMessage>& messages) {
+  std::string p;
+  p.reserve(4 * messages.size());
+  for (const InboundMessage& m : messages) AppendAck(m, &p);
+  return p.empty() ? Status::Ok() : SendAll(p);
 }
 
 void WireClient::PublishBatch(const std::vector<OutboundMessage>& messages, int qos, size_t window,

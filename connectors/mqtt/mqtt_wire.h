@@ -97,8 +97,10 @@ class WireClient {
   // Waits up to `wait` for the next PUBLISH; false when none came. Pings and PUBRELs are
   // handled inside. Errors: kUnavailable (connection lost or protocol error).
   StatusOr<bool> Receive(InboundMessage* out, std::chrono::milliseconds wait);
-  // Acknowledges a message: PUBACK for QoS 1, PUBREC for QoS 2.
+  // Acknowledges a message: PUBACK for QoS 1, PUBREC for QoS 2 (nothing for QoS 0).
   Status Ack(const InboundMessage& m);
+  // Acknowledges each of `messages`, in order, with one write for all of them.
+  Status Ack(const std::vector<InboundMessage>& messages);
   // Publishes `messages` in order with QoS `qos` (1 or 2), at most `window` unconfirmed at
   // once. (*results)[i] is OK once the broker confirmed message i (PUBACK; PUBREC, PUBREL,
   // PUBCOMP for QoS 2). After a refusal nothing new is sent (the rest are kUnavailable), so

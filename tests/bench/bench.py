@@ -9,7 +9,9 @@ store-and-forward setup a user would otherwise build, in one run on one machine.
   alternative  mosquitto_pub -l (QoS 1) into a local Mosquitto with persistence, bridged with
                QoS 1 to the backbone.
 
-Every run is counted by the same subscriber (bench_mqtt sub) on the backbone. Latency runs from
+Every run is counted by the same subscriber on the backbone: bench_mqtt wiresub, which reads
+many messages per system call and acknowledges them with one write, so that the counting takes
+little of the two cores the paths under test share with it. Latency runs from
 the file's rename into the inbox (gateway) or the hand-over to the client (limit, alternative)
 to receipt at the subscriber. Writes OUT/result.json, OUT/timeline-*.dat and OUT/delivered.png,
 and ends with the line
@@ -23,6 +25,8 @@ For looking into it (environment):
                           with bench.py --profile --only limit (scripts/bench --profile runs
                           the gateway alone)
   BENCH_BROKER_EXTRA="a;b" lines added to the backbone broker's configuration
+  BENCH_SUBSCRIBER=paho   count with bench_mqtt sub (Paho C++, a system call or more per packet
+                          and a write per acknowledgement) instead, as up to session 5
 """
 import argparse
 import json
@@ -142,7 +146,7 @@ class Subscriber:
     def __init__(self, tools, port, expect, out, name, idle=60):
         self.out = out
         self.proc = subprocess.Popen(
-            [tools, "sub", "--uri", "tcp://127.0.0.1:%d" % port, "--filter", "mhhs/#", "--expect", str(expect),
+            [tools, "sub" if os.environ.get("BENCH_SUBSCRIBER") == "paho" else "wiresub", "--uri", "tcp://127.0.0.1:%d" % port, "--filter", "mhhs/#", "--expect", str(expect),
              "--out", out, "--idle-timeout", str(idle), "--client-id", name],
             stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()

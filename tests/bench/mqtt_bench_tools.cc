@@ -18,6 +18,12 @@
 //     restart; the broker keeps its messages meanwhile). --delay-us: a slow consumer that
 //     takes U microseconds over each message.
 //
+//   bench_mqtt wiresub --uri URI --filter F --expect N --out OUT [--idle-timeout S] [--client-id ID]
+//     The same subscriber on the gateway's own client (scripts/bench's default): it takes what
+//     one recv() brings and acknowledges those messages with one write, so that counting uses
+//     little of the cores the paths under test share with it (`sub`, on Paho, reads each packet
+//     with several system calls and answers each with its own write).
+//
 // Times are CLOCK_REALTIME nanoseconds so that the harness can join them with file drop times
 // taken in another process.
 #include <mqtt/async_client.h>
@@ -76,7 +82,9 @@ void Usage() {
   std::fprintf(stderr,
                "usage: bench_mqtt pub --uri URI --topic T --input FILE --times OUT [--qos 1] [--window 256]\n"
                "       bench_mqtt wirepub --uri URI --topic T --input FILE [--window 256] [--batch 1024] [--times OUT]\n"
-               "       bench_mqtt sub --uri URI --filter F --expect N --out OUT [--idle-timeout 30] [--client-id ID]\n");
+               "       bench_mqtt sub --uri URI --filter F --expect N --out OUT [--idle-timeout 30] [--client-id ID]\n"
+               "                      [--persistent 1] [--delay-us U]\n"
+               "       bench_mqtt wiresub --uri URI --filter F --expect N --out OUT [--idle-timeout 30] [--client-id ID]\n");
 }
 
 // Writes each message's hand-over time to `times_path` (unless empty) and prints
@@ -169,6 +177,22 @@ int WirePub(const std::map<std::string, std::string>& a) {
   return 0;
 }
 
+// One message as the subscriber saw it, and the summary both subscribers print.
+struct Row {
+  std::string id;
+  int64_t ns;
+  size_t bytes;
+};
+
+void WriteRows(const std::vector<Row>& rows, size_t unique, size_t duplicates, const std::string& path) {
+  std::ofstream out(path);
+  for (const Row& r : rows) out << r.id << '\t' << r.ns << '\t' << r.bytes << '\n';
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  double cpu = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  std::printf("received %zu, unique %zu, duplicates %zu, cpu %.3f s\n", rows.size(), unique, duplicates, cpu);
+}
+
 class Recorder : public virtual mqtt::callback {
  public:
   Recorder(size_t expect, int delay_us) : expect_(expect), delay_us_(delay_us) { rows_.reserve(expect); }
@@ -194,17 +218,10 @@ class Recorder : public virtual mqtt::callback {
   }
   void Write(const std::string& path) {
     std::lock_guard<std::mutex> lock(mu_);
-    std::ofstream out(path);
-    for (const Row& r : rows_) out << r.id << '\t' << r.ns << '\t' << r.bytes << '\n';
-    std::printf("received %zu, unique %zu, duplicates %zu\n", rows_.size(), seen_.size(), duplicates_);
+    WriteRows(rows_, seen_.size(), duplicates_, path);
   }
 
  private:
-  struct Row {
-    std::string id;
-    int64_t ns;
-    size_t bytes;
-  };
   size_t expect_;
   int delay_us_;
   std::mutex mu_;
@@ -240,6 +257,67 @@ int Sub(const std::map<std::string, std::string>& a) {
   return 0;
 }
 
+int WireSub(const std::map<std::string, std::string>& a) {
+  const std::string uri = Need(a, "--uri"), filter = Need(a, "--filter");
+  const size_t expect = std::stoul(Need(a, "--expect"));
+  const auto idle = std::chrono::seconds(a.count("--idle-timeout") ? std::stoi(a.at("--idle-timeout")) : 30);
+  gw::connectors::mqtt::WireOptions o;
+  bool tls = false;
+  gw::Status parsed = gw::connectors::mqtt::ParseBrokerUri(uri, &o.host, &o.port, &tls);
+  if (!parsed.ok() || tls) {
+    std::fprintf(stderr, "bench_mqtt: %s: a tcp:// URI is needed\n", uri.c_str());
+    return 64;
+  }
+  o.client_id = a.count("--client-id") ? a.at("--client-id") : "bench-sub";
+  o.clean_session = true;
+  gw::connectors::mqtt::WireClient client(o);
+  gw::Status s = client.Connect();
+  if (s.ok()) s = client.Subscribe({filter}, 1);
+  if (!s.ok()) {
+    std::fprintf(stderr, "bench_mqtt: %s\n", s.ToString().c_str());
+    return 69;
+  }
+  std::printf("ready\n");
+  std::fflush(stdout);
+  std::vector<Row> rows;
+  rows.reserve(expect);
+  std::unordered_set<std::string> seen;
+  size_t duplicates = 0;
+  std::vector<gw::connectors::mqtt::InboundMessage> unacked;
+  auto last = std::chrono::steady_clock::now();
+  while (seen.size() < expect) {
+    gw::connectors::mqtt::InboundMessage m;
+    // Waits only when nothing is left to acknowledge: what is already read is taken first.
+    auto got = client.Receive(&m, unacked.empty() ? std::chrono::milliseconds(200) : std::chrono::milliseconds(0));
+    if (!got.ok()) {
+      std::fprintf(stderr, "bench_mqtt: %s\n", got.status().ToString().c_str());
+      break;
+    }
+    if (*got) {
+      rows.push_back(Row{EnvelopeId(m.payload), NowNs(), m.payload.size()});
+      if (!seen.insert(rows.back().id).second) ++duplicates;
+      m.payload.clear();
+      unacked.push_back(std::move(m));
+      last = std::chrono::steady_clock::now();
+      if (unacked.size() < 256) continue;
+    }
+    if (!unacked.empty()) {
+      s = client.Ack(unacked);
+      unacked.clear();
+      if (!s.ok()) {
+        std::fprintf(stderr, "bench_mqtt: %s\n", s.ToString().c_str());
+        break;
+      }
+    } else if (std::chrono::steady_clock::now() - last > idle) {
+      break;
+    }
+  }
+  if (!unacked.empty()) (void)client.Ack(unacked);
+  client.Close();
+  WriteRows(rows, seen.size(), duplicates, Need(a, "--out"));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -252,6 +330,7 @@ int main(int argc, char** argv) {
     if (cmd == "pub") return Pub(Args(argc, argv));
     if (cmd == "wirepub") return WirePub(Args(argc, argv));
     if (cmd == "sub") return Sub(Args(argc, argv));
+    if (cmd == "wiresub") return WireSub(Args(argc, argv));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_mqtt: %s\n", e.what());
     return 1;

@@ -30,6 +30,14 @@ std::string Ack(uint8_t first_byte, uint16_t id) {
   return std::string{static_cast<char>(first_byte), 0x02, static_cast<char>(id >> 8), static_cast<char>(id & 0xFF)};
 }
 
+// A PUBLISH packet on topic "t" (short enough for a one-byte remaining length).
+std::string PublishPacket(int qos, uint16_t id, const std::string& payload) {
+  std::string body{0x00, 0x01, 't'};
+  if (qos > 0) body += std::string{static_cast<char>(id >> 8), static_cast<char>(id & 0xFF)};
+  body += payload;
+  return std::string{static_cast<char>(0x30 | (qos << 1)), static_cast<char>(body.size())} + body;
+}
+
 // Accepts one client on 127.0.0.1, answers its CONNECT with a CONNACK, then sends whatever
 // `script` returns for each packet the client sends after that.
 class ScriptedBroker {
@@ -75,6 +83,7 @@ class ScriptedBroker {
     return true;
   }
   bool ReadPacket(int fd, Packet* p) {
+    *p = Packet();
     std::string b;
     if (!ReadExact(fd, &b, 1)) return false;
     const uint8_t first = static_cast<uint8_t>(b[0]);
@@ -92,7 +101,7 @@ class ScriptedBroker {
       return static_cast<uint16_t>((static_cast<uint8_t>(body[at]) << 8) | static_cast<uint8_t>(body[at + 1]));
     };
     if (p->kind == 3 && p->qos > 0) p->id = u16(2 + u16(0));  // after the topic
-    if (p->kind == 6) p->id = u16(0);
+    if (p->kind >= 4 && p->kind <= 8) p->id = u16(0);  // PUBACK, PUBREC, PUBREL, PUBCOMP, SUBSCRIBE
     return true;
   }
   void Serve() {
@@ -248,6 +257,39 @@ TEST(MqttWireTest, ASingleAcknowledgementIsTakenWhileWaitingForMany) {
   size_t published = 0;
   for (const Packet& p : broker.received()) published += p.kind == 3;
   EXPECT_EQ(published, 40u);
+}
+
+TEST(MqttWireTest, AcknowledgingManyMessagesAnswersEachByItsQos) {
+  ScriptedBroker broker([](const Packet& p) {
+    if (p.kind != 8) return std::string();
+    std::string suback{static_cast<char>(0x90), 0x03, static_cast<char>(p.id >> 8), static_cast<char>(p.id & 0xFF), 0x02};
+    return suback + PublishPacket(1, 7, "a") + PublishPacket(0, 0, "b") + PublishPacket(1, 8, "c") +
+           PublishPacket(2, 9, "d");
+  });
+  WireOptions o;
+  o.host = "127.0.0.1";
+  o.port = broker.port();
+  o.client_id = "wire-test";
+  {
+    WireClient client(o);
+    ASSERT_TRUE(client.Connect().ok());
+    ASSERT_TRUE(client.Subscribe({"t"}, 2).ok());
+    std::vector<InboundMessage> got(4);
+    for (InboundMessage& m : got) {
+      auto r = client.Receive(&m, std::chrono::seconds(5));
+      ASSERT_TRUE(r.ok() && *r);
+    }
+    EXPECT_EQ(got[3].payload, "d");
+    ASSERT_TRUE(client.Ack(got).ok());
+    client.Close();
+  }
+  std::vector<std::pair<int, int>> seen;  // (packet type, packet id) after the SUBSCRIBE
+  for (const Packet& p : broker.received()) {
+    if (p.kind != 8) seen.emplace_back(p.kind, p.id);
+  }
+  // PUBACK 7, none for the QoS 0 message, PUBACK 8, PUBREC 9, then the DISCONNECT.
+  std::vector<std::pair<int, int>> expected{{4, 7}, {4, 8}, {5, 9}, {14, 0}};
+  EXPECT_EQ(seen, expected);
 }
 
 }  // namespace
