@@ -3,6 +3,7 @@
 #include "gw/log.h"
 #include "mhhs/json.h"
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <map>
@@ -916,6 +917,7 @@ Status Journal::FetchPending(const std::string& sink, int limit, std::vector<Pen
   if (!st.ok()) return st.status();
   Stmt& s = **st;
   s.Bind(1, sink).Bind(2, after_seq).Bind(3, static_cast<int64_t>(limit));
+  out->reserve(out->size() + static_cast<size_t>(std::min(limit, 4096)));  // no event moved as the batch grows
   for (;;) {
     auto row = s.Step();
     if (!row.ok()) return row.status();

@@ -34,6 +34,7 @@ import os
 import signal
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -440,6 +441,21 @@ def drain(args):
             "drain_events_per_s": float(w[9])}
 
 
+def median_run(runs):
+    """One path's rounds as one: the median of each number, the most lost and duplicated."""
+    out = {}
+    for key, value in runs[0].items():
+        values = [r.get(key) for r in runs]
+        if key in ("lost", "duplicates"):
+            out[key] = max(values)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and all(
+                isinstance(v, (int, float)) for v in values):
+            out[key] = round(statistics.median(values), 3)
+        elif key not in ("thread_cpu_s", "thread_context_switches"):
+            out[key] = value
+    return out
+
+
 def chart(out_dir):
     if shutil.which("gnuplot") is None:
         log("gnuplot not found: no chart")
@@ -485,7 +501,12 @@ def main():
     ap.add_argument("--only", choices=["limit", "gateway", "alternative"], help="run one path (profiling)")
     ap.add_argument("--profile", action="store_true",
                     help="record the daemon with perf record -g during the gateway run (work/perf.data)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="rounds of limit, gateway, alternative, one after the other; the table shows each "
+                         "column's median, the ratios are the medians of each round's own ratios")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
     work = prepare(args, "work")
 
     files = make_corpus(args, work)
@@ -497,32 +518,47 @@ def main():
     log("corpus: %d D0036 files, %d IF-021 events, %.1f MB of signed envelopes" % (len(files), len(ids), size_mb))
 
     broker = Mosquitto(os.path.join(work, "broker"), free_port())
-    results = {}
+    rounds = []
     try:
         order = [args.only] if args.only else ["limit", "gateway", "alternative"]
-        for name in order:
-            if name == "limit":
-                results["limit"] = run_limit(args, work, env_path, ids, broker)
-            elif name == "gateway":
-                results["gateway"] = run_gateway(args, work, files, owner, keys, broker)
-            else:
-                results["alternative"] = run_alternative(args, work, env_path, ids, broker)
+        for k in range(args.repeat):
+            if args.repeat > 1:
+                log("round %d of %d" % (k + 1, args.repeat))
+            results = {}
+            for name in order:
+                if name == "limit":
+                    results["limit"] = run_limit(args, work, env_path, ids, broker)
+                elif name == "gateway":
+                    results["gateway"] = run_gateway(args, work, files, owner, keys, broker)
+                else:
+                    results["alternative"] = run_alternative(args, work, env_path, ids, broker)
+            rounds.append(results)
     finally:
         broker.stop()
     if args.only:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(rounds[0] if len(rounds) == 1 else rounds, indent=2))
         return 0
+    round_ratios = [(r["gateway"]["events_per_s"] / r["limit"]["events_per_s"],
+                     r["gateway"]["events_per_s"] / r["alternative"]["events_per_s"]) for r in rounds]
+    if len(rounds) > 1:
+        for k, (a, b) in enumerate(round_ratios):
+            log("round %d: limit %.0f, gateway %.0f, alternative %.0f events/s: gateway/limit %.2f, "
+                "gateway/alternative %.2f" % (k + 1, rounds[k]["limit"]["events_per_s"], rounds[k]["gateway"]["events_per_s"],
+                                              rounds[k]["alternative"]["events_per_s"], a, b))
+    results = rounds[0] if len(rounds) == 1 else {n: median_run([r[n] for r in rounds]) for n in rounds[0]}
     backlog = drain(args) if args.backlog > 0 else None
 
     cols = ["events_per_s", "mb_per_s", "latency_p50_ms", "latency_p99_ms", "peak_rss_mb", "cpu_s_per_1000",
             "machine_busy_cores", "lost", "duplicates"]
     heads = ["events/s", "MB/s", "p50 ms", "p99 ms", "peak RSS MB", "CPU s/1000", "cores busy", "lost", "dup"]
+    if len(rounds) > 1:
+        print("\nmedians of %d rounds (each path's own column; lost and dup: the most in any round)" % len(rounds))
     print("\n%-12s" % "" + "".join("%13s" % h for h in heads))
     for name in ("limit", "gateway", "alternative"):
         r = results[name]
         print("%-12s" % name + "".join("%13s" % r[c] for c in cols))
-    r1 = results["gateway"]["events_per_s"] / results["limit"]["events_per_s"]
-    r2 = results["gateway"]["events_per_s"] / results["alternative"]["events_per_s"]
+    r1 = statistics.median(a for a, _ in round_ratios)
+    r2 = statistics.median(b for _, b in round_ratios)
     if backlog:
         print("\nbacklog: %d queued events drained at %.0f events/s; ready %.3f s after start; peak RSS %.1f MB"
               % (backlog["events"], backlog["drain_events_per_s"], backlog["ready_s"], backlog["peak_rss_mb"]))
@@ -531,6 +567,9 @@ def main():
         "events": len(ids), "files": len(files), "corpus_mb": round(size_mb, 1),
         "gateway_settings": "journal synchronous=FULL, ECDSA P-256 signatures, AES-256-GCM payloads, QoS 1, max_inflight 256",
         "runs": results, "backlog": backlog,
+        "rounds": len(rounds),
+        "round_ratios": [{"gateway_over_limit": round(a, 3), "gateway_over_alternative": round(b, 3)}
+                         for a, b in round_ratios],
         "ratios": {"gateway_over_limit": round(r1, 3), "gateway_over_alternative": round(r2, 3)},
         "targets": {"gateway_over_limit": 0.8, "gateway_over_alternative": 1.0, "gateway_peak_rss_mb": 64},
         "chart": png,
@@ -538,7 +577,7 @@ def main():
     with open(os.path.join(args.out, "result.json"), "w") as f:
         json.dump(result, f, indent=2)
     print("\nresult: %s%s" % (os.path.join(args.out, "result.json"), ", chart: " + png if png else ""))
-    lost = sum(results[n]["lost"] for n in results)
+    lost = sum(r[n]["lost"] for r in rounds for n in r)
     if lost:
         log("warning: %d event(s) did not arrive in some run (see the table)" % lost)
     print("bench: gateway/limit %.2f, gateway/alternative %.2f" % (r1, r2))
