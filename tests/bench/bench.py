@@ -9,9 +9,8 @@ store-and-forward setup a user would otherwise build, in one run on one machine.
   alternative  mosquitto_pub -l (QoS 1) into a local Mosquitto with persistence, bridged with
                QoS 1 to the backbone.
 
-Every run is counted by the same subscriber on the backbone: bench_mqtt wiresub, which reads
-many messages per system call and acknowledges them with one write, so that the counting takes
-little of the two cores the paths under test share with it. Latency runs from
+Every run is counted by the same subscriber on the backbone (bench_mqtt sub, on Paho C++).
+Latency runs from
 the file's rename into the inbox (gateway) or the hand-over to the client (limit, alternative)
 to receipt at the subscriber. Writes OUT/result.json, OUT/timeline-*.dat and OUT/delivered.png,
 and ends with the line
@@ -25,8 +24,10 @@ For looking into it (environment):
                           with bench.py --profile --only limit (scripts/bench --profile runs
                           the gateway alone)
   BENCH_BROKER_EXTRA="a;b" lines added to the backbone broker's configuration
-  BENCH_SUBSCRIBER=paho   count with bench_mqtt sub (Paho C++, a system call or more per packet
-                          and a write per acknowledgement) instead, as up to session 5
+  BENCH_SUBSCRIBER=wire   count with bench_mqtt wiresub instead (the gateway's own MQTT client:
+                          many messages per read, one write per 16 acknowledgements; about half
+                          the subscriber's CPU). Not the default: in interleaved runs the
+                          alternative measured up to 10 % slower with it (docs/performance.md)
 """
 import argparse
 import json
@@ -147,7 +148,7 @@ class Subscriber:
     def __init__(self, tools, port, expect, out, name, idle=60):
         self.out = out
         self.proc = subprocess.Popen(
-            [tools, "sub" if os.environ.get("BENCH_SUBSCRIBER") == "paho" else "wiresub", "--uri", "tcp://127.0.0.1:%d" % port, "--filter", "mhhs/#", "--expect", str(expect),
+            [tools, "wiresub" if os.environ.get("BENCH_SUBSCRIBER") == "wire" else "sub", "--uri", "tcp://127.0.0.1:%d" % port, "--filter", "mhhs/#", "--expect", str(expect),
              "--out", out, "--idle-timeout", str(idle), "--client-id", name],
             stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
