@@ -215,29 +215,24 @@ std::vector<Status> MqttSink::Deliver(const std::vector<const Event*>& events) {
     for (Status& r : results) r = conn;
     return results;
   }
-  // Envelopes that may go; one too large is refused for good (never truncated) and the rest
-  // are not held back by it.
-  std::vector<OutboundMessage> out;
-  std::vector<size_t> index;
-  out.reserve(events.size());
-  index.reserve(events.size());
-  for (size_t i = 0; i < events.size(); ++i) {
-    OutboundMessage m;
-    m.payload.reserve(events[i]->payload.size() + events[i]->signature.size() + 512);
+  // Each envelope is made when the window takes it, into one buffer, so that a batch's
+  // envelopes are never all in memory. One too large is refused for good (never truncated)
+  // and the rest are not held back by it.
+  OutboundMessage m;
+  auto message_at = [&](size_t i, Status* refused) -> const OutboundMessage* {
+    m.payload.clear();
     AppendEnvelopeJson(*events[i], &m.payload);
     if (m.payload.size() > options_.max_message_bytes) {
-      results[i] = InvalidArgument("message of " + std::to_string(m.payload.size()) + " bytes exceeds max_message_bytes " +
-                                   std::to_string(options_.max_message_bytes));
-      continue;
+      *refused = InvalidArgument("message of " + std::to_string(m.payload.size()) + " bytes exceeds max_message_bytes " +
+                                 std::to_string(options_.max_message_bytes));
+      return nullptr;
     }
     m.topic = topic_.Expand(*events[i], gw_);
-    out.push_back(std::move(m));
-    index.push_back(i);
-  }
-  std::vector<Status> published;
-  client_->PublishBatch(out, options_.qos, static_cast<size_t>(options_.max_inflight), options_.publish_timeout, &published);
+    return &m;
+  };
+  client_->PublishBatch(events.size(), message_at, options_.qos, static_cast<size_t>(options_.max_inflight),
+                        options_.publish_timeout, &results);
   last_traffic_ = std::chrono::steady_clock::now();
-  for (size_t k = 0; k < index.size(); ++k) results[index[k]] = published[k];
   if (!client_->connected()) {
     connected_.store(false);
     logger_.Warning("connection to the broker lost during a batch; will reconnect");

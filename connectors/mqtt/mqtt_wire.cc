@@ -614,7 +614,11 @@ Status WireClient::Ack(const std::vector<InboundMessage>& messages) {
 
 void WireClient::PublishBatch(const std::vector<OutboundMessage>& messages, int qos, size_t window,
                               std::chrono::seconds timeout, std::vector<Status>* results) {
-  const size_t n = messages.size();
+  PublishBatch(messages.size(), [&messages](size_t i, Status*) { return &messages[i]; }, qos, window, timeout, results);
+}
+
+void WireClient::PublishBatch(size_t n, const MessageAt& message_at, int qos, size_t window,
+                              std::chrono::seconds timeout, std::vector<Status>* results) {
   results->assign(n, Unavailable("not sent: an earlier message of the batch failed"));
   if (fd_ < 0) {
     results->assign(n, Unavailable(Where() + ": not connected"));
@@ -641,7 +645,13 @@ void WireClient::PublishBatch(const std::vector<OutboundMessage>& messages, int 
       // Fill the window; many PUBLISH packets go out in one write.
       out.clear();
       while (!failed && next < n && pending.size() < window && out.size() < (256u << 10)) {
-        const OutboundMessage& m = messages[next];
+        Status refused;
+        const OutboundMessage* made = message_at(next, &refused);
+        if (!made) {
+          (*results)[next++] = refused;
+          continue;
+        }
+        const OutboundMessage& m = *made;
         const size_t body_len = 2 + m.topic.size() + 2 + (options_.version == 5 ? 1 : 0) + m.payload.size();
         if (m.topic.size() > 65535 || body_len > kMaxRemainingLength ||
             (broker_max_packet_ > 0 && body_len + 5 > broker_max_packet_)) {

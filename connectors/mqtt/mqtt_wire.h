@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -107,6 +108,13 @@ class WireClient {
   // order is kept; a connection error, or `timeout` without any acknowledgement, closes the
   // connection and leaves every unconfirmed message kUnavailable.
   void PublishBatch(const std::vector<OutboundMessage>& messages, int qos, size_t window, std::chrono::seconds timeout,
+                    std::vector<Status>* results);
+  // Gives message `i` of a batch: a pointer valid until the next call, or null with `*refused`
+  // set for a message that is not to be sent (refused for good; it holds nothing back).
+  using MessageAt = std::function<const OutboundMessage*(size_t i, Status* refused)>;
+  // As above, for `n` messages made one at a time as the window takes them, so that a batch's
+  // messages need not all be in memory at once.
+  void PublishBatch(size_t n, const MessageAt& message_at, int qos, size_t window, std::chrono::seconds timeout,
                     std::vector<Status>* results);
   // PINGREQ, and waits for the PINGRESP. Errors close the connection.
   Status Ping();

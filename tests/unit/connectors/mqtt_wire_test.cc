@@ -292,5 +292,41 @@ TEST(MqttWireTest, AcknowledgingManyMessagesAnswersEachByItsQos) {
   EXPECT_EQ(seen, expected);
 }
 
+TEST(MqttWireTest, AMessageRefusedByItsMakerIsSkippedAndHoldsNothingBack) {
+  ScriptedBroker broker([](const Packet& p) { return p.kind == 3 ? Ack(0x40, p.id) : ""; });
+  WireOptions o;
+  o.host = "127.0.0.1";
+  o.port = broker.port();
+  o.client_id = "wire-test";
+  std::vector<Status> results;
+  std::vector<size_t> made;
+  {
+    WireClient client(o);
+    ASSERT_TRUE(client.Connect().ok());
+    OutboundMessage m{"mhhs/test", ""};
+    client.PublishBatch(
+        5,
+        [&](size_t i, Status* refused) -> const OutboundMessage* {
+          made.push_back(i);
+          if (i == 1 || i == 3) {
+            *refused = InvalidArgument("too large: " + std::to_string(i));
+            return nullptr;
+          }
+          m.payload = "m" + std::to_string(i);  // the same buffer each time
+          return &m;
+        },
+        1, 2, std::chrono::seconds(5), &results);
+    client.Close();
+  }
+  EXPECT_EQ(made, (std::vector<size_t>{0, 1, 2, 3, 4})) << "each message is made once, in order";
+  ASSERT_EQ(results.size(), 5u);
+  EXPECT_TRUE(results[0].ok() && results[2].ok() && results[4].ok());
+  EXPECT_EQ(results[1].message(), "too large: 1");
+  EXPECT_EQ(results[3].message(), "too large: 3");
+  size_t published = 0;
+  for (const Packet& p : broker.received()) published += p.kind == 3;
+  EXPECT_EQ(published, 3u);
+}
+
 }  // namespace
 }  // namespace gw::connectors::mqtt
