@@ -143,7 +143,8 @@ bool If021Mapper::Map(const DtnHeader& h, const DtnUnitView& unit, const std::st
 
   std::string& p = out->payload;
   p.clear();
-  p.reserve(6144);
+  // About 830 bytes of blocks and 75 per period: one allocation, with room for long values.
+  p.reserve(1024 + 84 * unit.records.size());
   p.append(R"({"CommonBlock":{"S0":{"interfaceID":"IF-021","schemaVersion":"011","eventCode":)");
   AppendJsonString(&p, out->event_code);
   p.append(R"(},"S1":{"environmentTag":)");

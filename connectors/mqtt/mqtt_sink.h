@@ -71,11 +71,13 @@ class MqttSink : public Sink {
   ~MqttSink() override;
 
   Status Start() override;
-  // Batches of four windows: the window drains once per batch (and the journal records the
-  // outcomes once), so longer batches keep the broker busier.
+  // Batches of two windows: the window drains once per batch (and the journal records the
+  // outcomes once), so longer batches keep the broker busier; longer still, the sink falls
+  // further behind the journal's newest appends, which it takes from memory while they are
+  // there (JournalOptions::recent_bytes).
   DeliveryHints Hints() const override {
     DeliveryHints h;
-    h.max_batch = options_.max_inflight * 4;
+    h.max_batch = options_.max_inflight * 2;
     return h;
   }
   std::vector<Status> Deliver(const std::vector<const Event*>& events) override;

@@ -224,5 +224,7 @@ int main(int argc, char** argv) {
   log.Notice("stopped: " + std::to_string(c.events_accepted.load()) + " event(s) accepted, " +
              std::to_string(c.events_delivered.load()) + " delivered, " + std::to_string(c.dead_letters.load()) +
              " dead-lettered in this run");
+  log.Info("journal: sinks took " + std::to_string((*journal)->EventsFromMemory()) +
+           " event(s) from memory and read " + std::to_string((*journal)->EventsReadBack()) + " back");
   return 0;
 }

@@ -359,7 +359,7 @@ Status Journal::Write(std::function<Status(Db&)> fn, bool notify_append) {
 }
 
 std::future<Status> Journal::Submit(std::function<Status(Db&)> fn, bool notify_append,
-                                    std::shared_ptr<AppendChain> chain) {
+                                    std::shared_ptr<AppendChain> chain, std::shared_ptr<RecentAppend> recent) {
   std::promise<Status> failed;
   if (options_.read_only) {
     failed.set_value(FailedPrecondition(options_.path + ": journal opened read-only"));
@@ -367,7 +367,7 @@ std::future<Status> Journal::Submit(std::function<Status(Db&)> fn, bool notify_a
   }
   auto done = std::make_shared<std::promise<Status>>();
   std::future<Status> fut = done->get_future();
-  Status queued = Enqueue(std::move(fn), notify_append, std::move(done), std::move(chain));
+  Status queued = Enqueue(std::move(fn), notify_append, std::move(done), std::move(chain), std::move(recent));
   if (!queued.ok()) {
     failed.set_value(queued);
     return failed.get_future();
@@ -376,12 +376,13 @@ std::future<Status> Journal::Submit(std::function<Status(Db&)> fn, bool notify_a
 }
 
 Status Journal::Enqueue(std::function<Status(Db&)> fn, bool notify_append, std::shared_ptr<std::promise<Status>> done,
-                        std::shared_ptr<AppendChain> chain) {
+                        std::shared_ptr<AppendChain> chain, std::shared_ptr<RecentAppend> recent) {
   WriteOp op;
   op.fn = std::move(fn);
   op.notify_append = notify_append;
   op.done = std::move(done);
   op.chain = std::move(chain);
+  op.recent = std::move(recent);
   {
     std::lock_guard<std::mutex> lock(queue_mu_);
     if (stopping_) return Cancelled("journal is closing");
@@ -463,6 +464,12 @@ void Journal::WriterLoop() {
       }
     }
     UpdateUsage(db);
+    if (commit.ok()) {
+      // Before anyone hears of the commit: a sink woken by it finds the events in memory.
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (results[i].ok() && batch[i].recent && !batch[i].recent->by_seq.empty()) Remember(std::move(batch[i].recent));
+      }
+    }
     {
       std::lock_guard<std::mutex> lock(queue_mu_);
       last_commit_ = commit;
@@ -596,7 +603,8 @@ Status Journal::Append(const std::string& source, const std::vector<Event>& even
 std::future<Status> Journal::AppendAsync(const std::string& source, const std::vector<Event>& events,
                                          const std::vector<DeliveryTarget>& targets, const std::string& checkpoint,
                                          const std::vector<Rejection>& rejections, AppendResult* result,
-                                         std::shared_ptr<AppendChain> chain) {
+                                         std::shared_ptr<AppendChain> chain,
+                                         std::shared_ptr<const std::vector<Event>> keep) {
   // What the writer needs beyond the caller's references, prepared here on the caller's
   // thread so that the writer thread only writes: sealed payloads, and each signature with its
   // certificate split off (certificates are stored once; INSERT OR IGNORE, usually one).
@@ -624,8 +632,14 @@ std::future<Status> Journal::AppendAsync(const std::string& source, const std::v
   const std::vector<Event>* evs = &events;
   const std::vector<DeliveryTarget>* tgs = &targets;
   const std::vector<Rejection>* rejs = &rejections;
+  std::shared_ptr<RecentAppend> recent;
+  if (keep && keep.get() == &events && options_.recent_bytes > 0 && !events.empty() && !targets.empty()) {
+    recent = std::make_shared<RecentAppend>();
+    recent->events = std::move(keep);
+    recent->by_seq.reserve(events.size());
+  }
   return Submit(
-      [this, prep, evs, tgs, rejs, source, checkpoint, result](Db& db) -> Status {
+      [this, prep, evs, tgs, rejs, source, checkpoint, result, recent](Db& db) -> Status {
         const std::vector<Event>& events = *evs;
         AppendResult local;
         int64_t now = NowUnixMs();
@@ -671,6 +685,12 @@ std::future<Status> Journal::AppendAsync(const std::string& source, const std::v
           int64_t seq = sqlite3_last_insert_rowid(db.raw());
           accepted_ids.push_back(e.id);
           accepted_origins.push_back(e.origin);
+          if (recent) {
+            recent->by_seq.emplace_back(seq, &e);
+            // What it holds in memory: the two large strings and the rest of the event.
+            recent->bytes += static_cast<int64_t>(e.payload.capacity() + e.signature.capacity() + e.id.capacity() +
+                                                  e.origin.capacity() + e.created_at.capacity()) + 512;
+          }
           for (const auto& [sid, expires] : sinks) {
             GW_RETURN_IF_ERROR((*del)->Reset().Bind(1, seq).Bind(2, sid).Bind(3, now).Bind(4, expires).Run());
           }
@@ -682,10 +702,11 @@ std::future<Status> Journal::AppendAsync(const std::string& source, const std::v
           GW_RETURN_IF_ERROR((*cp)->Bind(1, source).Bind(2, checkpoint).Bind(3, now).Run());
         }
         GW_RETURN_IF_ERROR(WriteRejections(db, source, *rejs, now));
+        if (recent) recent->accepted_at_ms = now;
         if (result) *result = local;
         return Status::Ok();
       },
-      /*notify_append=*/!events.empty(), std::move(chain));
+      /*notify_append=*/!events.empty(), std::move(chain), recent);
 }
 
 Status Journal::RecordOutcomes(const std::string& sink, const DeliveryOutcomes& o) {
@@ -907,17 +928,70 @@ Status Journal::RestoreCertificate(Db& db, std::string* signature) {
   return Status::Ok();
 }
 
+void Journal::Remember(std::shared_ptr<RecentAppend> append) {
+  std::lock_guard<std::mutex> lock(recent_mu_);
+  recent_bytes_ += append->bytes;
+  recent_.push_back(std::move(append));
+  while (recent_bytes_ > options_.recent_bytes && !recent_.empty()) {
+    recent_bytes_ -= recent_.front()->bytes;
+    recent_.pop_front();
+  }
+}
+
 Status Journal::FetchPending(const std::string& sink, int limit, std::vector<PendingDelivery>* out, int64_t after_seq) {
   Reader r(this);
   GW_RETURN_IF_ERROR(r.status());
-  auto st = r.db().Prepare(std::string("SELECT d.seq, d.attempts, d.expires_at, e.accepted_at, ") + kEventColumns +
-                           " FROM deliveries d JOIN events e ON e.seq = d.seq"
+  out->reserve(out->size() + static_cast<size_t>(std::min(limit, 4096)));  // no event moved as the batch grows
+  // The appends still in memory, and the lowest seq they hold: rows below it are read with
+  // their events in one query; from it on, only the delivery rows are read and the events
+  // taken from memory (an event not there, appended by another process, is read by itself).
+  std::vector<std::shared_ptr<const RecentAppend>> recent;
+  {
+    std::lock_guard<std::mutex> lock(recent_mu_);
+    recent.assign(recent_.begin(), recent_.end());
+  }
+  const int64_t recent_from = recent.empty() ? INT64_MAX : recent.front()->by_seq.front().first;
+  // A row that cannot be read (its key retired, its bytes damaged) must not stall the sink:
+  // it is handed over with the reason, and the sink worker dead-letters it.
+  auto read_event = [&](const Stmt& s, int c, PendingDelivery* d) {
+    Status read = ReadEvent(s, c, options_.cipher.get(), &d->event);
+    if (read.ok()) read = RestoreCertificate(r.db(), &d->event.signature);
+    if (!read.ok()) d->unreadable = read.ToString();
+  };
+  int64_t taken = 0;
+  if (after_seq < recent_from - 1) {
+    auto st = r.db().Prepare(std::string("SELECT d.seq, d.attempts, d.expires_at, e.accepted_at, ") + kEventColumns +
+                             " FROM deliveries d JOIN events e ON e.seq = d.seq"
+                             " WHERE d.sink_id = (SELECT id FROM sinks WHERE name=?) AND d.state = 0 AND d.seq > ?"
+                             " AND d.seq < ? ORDER BY d.seq LIMIT ?");
+    if (!st.ok()) return st.status();
+    Stmt& s = **st;
+    s.Bind(1, sink).Bind(2, after_seq).Bind(3, recent_from).Bind(4, static_cast<int64_t>(limit));
+    for (;;) {
+      auto row = s.Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      PendingDelivery d;
+      d.seq = s.Int(0);
+      d.attempts = static_cast<int>(s.Int(1));
+      d.expires_at_ms = s.Int(2);
+      d.accepted_at_ms = s.Int(3);
+      read_event(s, 4, &d);
+      out->push_back(std::move(d));
+      ++taken;
+    }
+    s.Reset();
+    read_back_.fetch_add(taken);
+  }
+  if (taken >= limit || recent.empty()) return Status::Ok();
+  auto st = r.db().Prepare("SELECT d.seq, d.attempts, d.expires_at FROM deliveries d"
                            " WHERE d.sink_id = (SELECT id FROM sinks WHERE name=?) AND d.state = 0 AND d.seq > ?"
                            " ORDER BY d.seq LIMIT ?");
   if (!st.ok()) return st.status();
   Stmt& s = **st;
-  s.Bind(1, sink).Bind(2, after_seq).Bind(3, static_cast<int64_t>(limit));
-  out->reserve(out->size() + static_cast<size_t>(std::min(limit, 4096)));  // no event moved as the batch grows
+  s.Bind(1, sink).Bind(2, std::max(after_seq, recent_from - 1)).Bind(3, static_cast<int64_t>(limit - taken));
+  size_t at = 0;  // the append in `recent` that the next seq is looked for in (seqs ascend)
+  std::vector<size_t> missing;
   for (;;) {
     auto row = s.Step();
     if (!row.ok()) return row.status();
@@ -926,15 +1000,40 @@ Status Journal::FetchPending(const std::string& sink, int limit, std::vector<Pen
     d.seq = s.Int(0);
     d.attempts = static_cast<int>(s.Int(1));
     d.expires_at_ms = s.Int(2);
-    d.accepted_at_ms = s.Int(3);
-    // A row that cannot be read (its key retired, its bytes damaged) must not stall the
-    // sink: it is handed over with the reason, and the sink worker dead-letters it.
-    Status read = ReadEvent(s, 4, options_.cipher.get(), &d.event);
-    if (read.ok()) read = RestoreCertificate(r.db(), &d.event.signature);
-    if (!read.ok()) d.unreadable = read.ToString();
+    while (at < recent.size() && recent[at]->by_seq.back().first < d.seq) ++at;
+    if (at < recent.size()) {
+      const auto& by_seq = recent[at]->by_seq;
+      auto it = std::lower_bound(by_seq.begin(), by_seq.end(), std::make_pair(d.seq, static_cast<const Event*>(nullptr)));
+      if (it != by_seq.end() && it->first == d.seq) {
+        d.shared = it->second;
+        d.keep = recent[at];
+        d.accepted_at_ms = recent[at]->accepted_at_ms;
+      }
+    }
+    if (!d.shared) missing.push_back(out->size());
     out->push_back(std::move(d));
   }
   s.Reset();
+  from_memory_.fetch_add(static_cast<int64_t>(out->size()) - taken - static_cast<int64_t>(missing.size()));
+  read_back_.fetch_add(static_cast<int64_t>(missing.size()));
+  if (missing.empty()) return Status::Ok();
+  auto ev = r.db().Prepare(std::string("SELECT e.accepted_at, ") + kEventColumns + " FROM events e WHERE e.seq=?");
+  if (!ev.ok()) return ev.status();
+  std::vector<size_t> gone;  // pruned since the delivery row was read: left out, as the join would
+  for (size_t i : missing) {
+    PendingDelivery& d = (*out)[i];
+    Stmt& q = **ev;
+    auto row = q.Reset().Bind(1, d.seq).Step();
+    if (!row.ok()) return row.status();
+    if (!*row) {
+      gone.push_back(i);
+      continue;
+    }
+    d.accepted_at_ms = q.Int(0);
+    read_event(q, 1, &d);
+  }
+  (*ev)->Reset();
+  for (auto i = gone.rbegin(); i != gone.rend(); ++i) out->erase(out->begin() + static_cast<std::ptrdiff_t>(*i));
   return Status::Ok();
 }
 

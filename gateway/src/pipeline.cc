@@ -412,7 +412,7 @@ void Pipeline::RunSource(SourceSlot* slot) {
   int failures = 0;
   RateLimiter limiter(std::chrono::seconds(10));
   bool paused = false;
-  std::deque<std::unique_ptr<InHand>> hand;
+  std::deque<std::shared_ptr<InHand>> hand;
   while (!sources_stop_.load() && !slot->stop.load()) {
     slot->heartbeat_ms.store(NowUnixMs());
     std::string why;
@@ -445,7 +445,7 @@ void Pipeline::RunSource(SourceSlot* slot) {
         continue;
       }
       if (*polled) {
-        auto h = std::make_unique<InHand>();
+        auto h = std::make_shared<InHand>();
         h->batch = std::move(batch);
         if (security_) h->screening = StartScreen(slot, &h->batch);
         hand.push_back(std::move(h));
@@ -458,7 +458,7 @@ void Pipeline::RunSource(SourceSlot* slot) {
   Advance(slot, &hand, AdvanceMode::kAll, &failures);
 }
 
-void Pipeline::Advance(SourceSlot* slot, std::deque<std::unique_ptr<InHand>>* hand, AdvanceMode mode, int* failures) {
+void Pipeline::Advance(SourceSlot* slot, std::deque<std::shared_ptr<InHand>>* hand, AdvanceMode mode, int* failures) {
   Logger& log = *slot->logger;
   auto ready = [](std::future<Status>& f) { return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready; };
   // Hands every batch still in hand back unstored, in order, once nothing works on its memory
@@ -498,8 +498,11 @@ void Pipeline::Advance(SourceSlot* slot, std::deque<std::unique_ptr<InHand>>* ha
       }
       // What the source turned away is recorded with the batch, before it is acknowledged: a
       // quarantined message must be stored before the broker forgets it.
+      // The journal may keep the events once committed (they change no more), so that a sink
+      // that keeps up sends them from memory instead of reading them back.
       h->committed = journal_->AppendAsync(slot->name, h->batch.events, slot->targets, h->batch.checkpoint,
-                                           h->batch.rejections, &h->result, slot->chain);
+                                           h->batch.rejections, &h->result, slot->chain,
+                                           std::shared_ptr<const std::vector<Event>>(h, &h->batch.events));
       h->submitted = true;
     }
     if (hand->empty()) return;
@@ -763,21 +766,21 @@ void Pipeline::RunSink(SinkSlot* slot) {
       std::string refused;
       if (!d.unreadable.empty()) {
         outcomes.dead.emplace_back(d.seq, "cannot read the stored event: " + d.unreadable);
-        log.Error("event " + d.event.id + " dead-lettered: cannot read it from the journal: " + d.unreadable);
+        log.Error("event " + d.view().id + " dead-lettered: cannot read it from the journal: " + d.unreadable);
       } else if (d.expires_at_ms > 0 && now >= d.expires_at_ms) {
         outcomes.dead.emplace_back(d.seq, "expired: not delivered by " + FormatUnixMs(d.expires_at_ms));
-        log.Warning("event " + d.event.id + " expired undelivered; dead-lettered");
-      } else if (security_ && !(refused = security_->CheckOutbound(d.event)).empty()) {
+        log.Warning("event " + d.view().id + " expired undelivered; dead-lettered");
+      } else if (security_ && !(refused = security_->CheckOutbound(d.view())).empty()) {
         // What this participant may not send is never sent, whatever the route says.
         outcomes.dead.emplace_back(d.seq, refused);
-        log.Warning("event " + d.event.id + " dead-lettered: " + refused);
+        log.Warning("event " + d.view().id + " dead-lettered: " + refused);
       } else {
         live.push_back(std::move(d));
       }
     }
     std::vector<const Event*> events;
     events.reserve(live.size());
-    for (const PendingDelivery& d : live) events.push_back(&d.event);
+    for (const PendingDelivery& d : live) events.push_back(&d.view());
     std::vector<Status> results;
     if (!events.empty()) {
       try {
@@ -793,14 +796,14 @@ void Pipeline::RunSink(SinkSlot* slot) {
       PendingDelivery& d = live[i];
       if (r.ok()) {
         outcomes.delivered.push_back(d.seq);
-        outcomes.delivered_ids.push_back(d.event.id);
+        outcomes.delivered_ids.push_back(d.view().id);
         continue;
       }
       bool permanent = r.code() == StatusCode::kInvalidArgument || r.code() == StatusCode::kDataLoss ||
                        r.code() == StatusCode::kPermissionDenied;
       if (permanent) {
         outcomes.dead.emplace_back(d.seq, r.ToString());
-        log.Warning("event " + d.event.id + " dead-lettered: " + r.ToString());
+        log.Warning("event " + d.view().id + " dead-lettered: " + r.ToString());
         continue;
       }
       // Only the first transient failure of a batch counts as an attempt: the events behind
@@ -809,7 +812,7 @@ void Pipeline::RunSink(SinkSlot* slot) {
       head_taken = true;
       if (head && policy.max_attempts > 0 && d.attempts + 1 >= policy.max_attempts) {
         outcomes.dead.emplace_back(d.seq, "max_attempts (" + std::to_string(policy.max_attempts) + ") reached: " + r.ToString());
-        log.Warning("event " + d.event.id + " dead-lettered after " + std::to_string(d.attempts + 1) + " attempts: " + r.ToString());
+        log.Warning("event " + d.view().id + " dead-lettered after " + std::to_string(d.attempts + 1) + " attempts: " + r.ToString());
         continue;
       }
       if (head) {
@@ -848,7 +851,7 @@ void Pipeline::RunSink(SinkSlot* slot) {
     auto wait = JitteredBackoff(failures, policy.retry_base, policy.retry_max);
     uint64_t suppressed = 0;
     if (limiter.Allow(&suppressed)) {
-      log.Warning(std::to_string(batch.size()) + " event(s) from " + batch.front().event.id + " not delivered (" +
+      log.Warning(std::to_string(batch.size()) + " event(s) from " + batch.front().view().id + " not delivered (" +
                   (failed_error.empty() ? std::string("held back") : failed_error) +
                   "); retry " + std::to_string(failures) + " in " + std::to_string(wait.count()) + " ms" +
                   (suppressed ? " (" + std::to_string(suppressed) + " similar suppressed)" : ""));

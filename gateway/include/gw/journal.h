@@ -50,6 +50,10 @@ struct JournalOptions {
   // Rows written before a key was configured stay readable; a sealed row without its key is
   // an error naming the key id.
   std::shared_ptr<const PayloadCipher> cipher;
+  // How many bytes of just-appended events the journal keeps in memory for its sinks, so that
+  // a sink that keeps up takes them from there instead of reading them back (AppendAsync()
+  // with `keep`). 0: none.
+  int64_t recent_bytes = 10 << 20;
 };
 
 // Where an appended event goes: a sink, and how long it may wait there (0: for ever).
@@ -77,8 +81,14 @@ struct PendingDelivery {
   int attempts = 0;
   int64_t expires_at_ms = 0;  // 0: never
   int64_t accepted_at_ms = 0;
-  Event event;
+  Event event;             // read back from the journal (empty when `shared` is set)
   std::string unreadable;  // why the stored event could not be read (then `event` is partial)
+  // The appended event itself, still in the journal's memory (JournalOptions::recent_bytes),
+  // kept alive by `keep`: the same content as reading it back would give.
+  const Event* shared = nullptr;
+  std::shared_ptr<const void> keep;
+
+  const Event& view() const { return shared ? *shared : event; }
 };
 
 // What a sink worker learned from one Deliver() call.
@@ -185,14 +195,18 @@ class Journal {
   // recorded in the same transaction (as RecordRejections()). Everything passed by reference
   // (`result` included) must stay valid until the future is ready.
   // With a `chain`, the append is refused unwritten when an earlier append of the chain failed.
+  // With `keep` (owning `events`, which must not change any more), the journal may hold on to
+  // the events once committed and give them to FetchPending() from memory.
   std::future<Status> AppendAsync(const std::string& source, const std::vector<Event>& events,
                                   const std::vector<DeliveryTarget>& targets, const std::string& checkpoint,
                                   const std::vector<Rejection>& rejections, AppendResult* result,
-                                  std::shared_ptr<AppendChain> chain = nullptr);
+                                  std::shared_ptr<AppendChain> chain = nullptr,
+                                  std::shared_ptr<const std::vector<Event>> keep = nullptr);
   // The last committed checkpoint of `source`, or "" when there is none.
   StatusOr<std::string> GetCheckpoint(const std::string& source);
 
   // Up to `limit` pending deliveries for `sink` with seq above `after_seq`, the oldest first.
+  // Events still in memory from their append come from there (PendingDelivery::shared).
   Status FetchPending(const std::string& sink, int limit, std::vector<PendingDelivery>* out, int64_t after_seq = 0);
 
   // Records a sink's outcomes durably: delivered, dead-lettered (with reasons) and the one
@@ -257,13 +271,24 @@ class Journal {
   const std::string& path() const { return options_.path; }
   // Background checkpoints that copied WAL frames back into the database so far.
   int64_t CheckpointsDone() const { return checkpoints_.load(); }
+  // Pending events FetchPending() took from memory, and those it read back, so far.
+  int64_t EventsFromMemory() const { return from_memory_.load(); }
+  int64_t EventsReadBack() const { return read_back_.load(); }
 
  private:
+  // The events of one committed append, as FetchPending() may take them from memory.
+  struct RecentAppend {
+    std::shared_ptr<const std::vector<Event>> events;
+    std::vector<std::pair<int64_t, const Event*>> by_seq;  // ascending seq
+    int64_t accepted_at_ms = 0;
+    int64_t bytes = 0;
+  };
   struct WriteOp {
     std::function<Status(Db&)> fn;
     bool notify_append = false;
     std::shared_ptr<std::promise<Status>> done;  // the caller's verdict
     std::shared_ptr<AppendChain> chain;          // null: independent of other writes
+    std::shared_ptr<RecentAppend> recent;        // filled by `fn`; kept once committed
   };
 
   explicit Journal(JournalOptions options) : options_(std::move(options)) {}
@@ -273,9 +298,12 @@ class Journal {
   Status Write(std::function<Status(Db&)> fn, bool notify_append);
   // Queues `fn` and returns a future for its status.
   std::future<Status> Submit(std::function<Status(Db&)> fn, bool notify_append,
-                             std::shared_ptr<AppendChain> chain = nullptr);
+                             std::shared_ptr<AppendChain> chain = nullptr,
+                             std::shared_ptr<RecentAppend> recent = nullptr);
   Status Enqueue(std::function<Status(Db&)> fn, bool notify_append, std::shared_ptr<std::promise<Status>> done,
-                 std::shared_ptr<AppendChain> chain = nullptr);
+                 std::shared_ptr<AppendChain> chain = nullptr, std::shared_ptr<RecentAppend> recent = nullptr);
+  // Keeps a committed append's events for the sinks, dropping the oldest beyond recent_bytes.
+  void Remember(std::shared_ptr<RecentAppend> append);
   // Writes an audit entry for each rejection and keeps the quarantined ones (writer thread).
   Status WriteRejections(Db& db, const std::string& source, const std::vector<Rejection>& rejections, int64_t now);
   void WriterLoop();
@@ -336,6 +364,12 @@ class Journal {
   std::mutex certs_mu_;
   std::unordered_map<std::string, std::string> certs_;
   std::vector<std::unique_ptr<Db>> readers_;
+  // The latest committed appends, oldest first (Remember()).
+  std::mutex recent_mu_;
+  std::deque<std::shared_ptr<const RecentAppend>> recent_;
+  int64_t recent_bytes_ = 0;
+  std::atomic<int64_t> from_memory_{0};
+  std::atomic<int64_t> read_back_{0};
 };
 
 // Unix time in milliseconds.

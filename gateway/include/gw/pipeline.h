@@ -150,7 +150,8 @@ class Pipeline {
   };
 
   // A batch between Poll() and Ack(): being signed on the work pool, then committed (several
-  // may be queued in the journal at once, chained; the oldest is acknowledged first).
+  // may be queued in the journal at once, chained; the oldest is acknowledged first). Once
+  // committed, the journal may keep it a while longer for the sinks (its events, in memory).
   struct InHand {
     SourceBatch batch;
     std::vector<std::future<Status>> screening;  // signing slices on sign_pool_
@@ -172,7 +173,7 @@ class Pipeline {
   void RunSource(SourceSlot* slot);
   // Moves the batches in hand on, oldest first: submits a signed one to the journal, and
   // acknowledges a committed one to the source (all later ones fail with it).
-  void Advance(SourceSlot* slot, std::deque<std::unique_ptr<InHand>>* hand, AdvanceMode mode, int* failures);
+  void Advance(SourceSlot* slot, std::deque<std::shared_ptr<InHand>>* hand, AdvanceMode mode, int* failures);
   // Acknowledges `c` to the source with its commit's verdict `s` and counts it; after a
   // failure it backs off. Returns whether it was committed.
   bool Settle(SourceSlot* slot, InHand* c, const Status& s, int* failures);

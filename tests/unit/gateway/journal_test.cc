@@ -30,6 +30,19 @@ std::vector<DeliveryTarget> To(std::initializer_list<const char*> sinks) {
   return out;
 }
 
+void ExpectSameEvent(const Event& got, const Event& want) {
+  EXPECT_EQ(got.id, want.id);
+  EXPECT_EQ(got.type, want.type);
+  EXPECT_EQ(got.event_code, want.event_code);
+  EXPECT_EQ(got.sender, want.sender);
+  EXPECT_EQ(got.recipients, want.recipients);
+  EXPECT_EQ(got.created_at, want.created_at);
+  EXPECT_EQ(got.correlation_id, want.correlation_id);
+  EXPECT_EQ(got.payload, want.payload);
+  EXPECT_EQ(got.signature, want.signature);
+  EXPECT_EQ(got.origin, want.origin);
+}
+
 class JournalTest : public ::testing::Test {
  protected:
   std::unique_ptr<Journal> Open(int64_t max_bytes = 0) {
@@ -52,6 +65,96 @@ class JournalTest : public ::testing::Test {
   }
   gw::testing::TempDir dir_;
 };
+
+// A sink that keeps up takes just-appended events from memory. They must be the same, field
+// for field, as reading them back gives: the sealed payload opened, the certificate put back.
+TEST_F(JournalTest, JustAppendedEventsAreHandedOverFromMemoryAsTheyReadBack) {
+  JournalOptions o;
+  o.path = dir_ / "journal.db";
+  auto cipher = PayloadCipher::FromKeys({std::string(32, '\x07')});
+  ASSERT_TRUE(cipher.ok());
+  o.cipher = *cipher;
+  auto events = std::make_shared<std::vector<Event>>();
+  for (int i = 0; i < 5; ++i) {
+    Event e = MakeEvent("m" + std::to_string(i), "{\"i\":" + std::to_string(i) + "}");
+    e.signature = R"({"alg":"ES256","value":"v)" + std::to_string(i) + R"(","certificate":"Q0VSVElGSUNBVEU="})";
+    events->push_back(e);
+  }
+  const std::vector<Event> want = *events;
+  {
+    auto j = Journal::Open(o);
+    ASSERT_TRUE(j.ok()) << j.status().ToString();
+    AppendResult r;
+    ASSERT_TRUE((*j)->AppendAsync("inbox", *events, To({"mqtt"}), "", {}, &r, nullptr, events).get().ok());
+    EXPECT_EQ(r.appended, 5);
+    std::vector<PendingDelivery> p;
+    ASSERT_TRUE((*j)->FetchPending("mqtt", 100, &p).ok());
+    ASSERT_EQ(p.size(), 5u);
+    events.reset();  // what the journal and the fetched deliveries hold stays alive
+    for (size_t i = 0; i < p.size(); ++i) {
+      EXPECT_NE(p[i].shared, nullptr) << i;
+      EXPECT_GT(p[i].accepted_at_ms, 0) << i;
+      ExpectSameEvent(p[i].view(), want[i]);
+    }
+    EXPECT_EQ((*j)->EventsFromMemory(), 5);
+    EXPECT_EQ((*j)->EventsReadBack(), 0);
+  }
+  // A new process has nothing in memory: the same events, read back.
+  auto j = Journal::Open(o);
+  ASSERT_TRUE(j.ok());
+  std::vector<PendingDelivery> p;
+  ASSERT_TRUE((*j)->FetchPending("mqtt", 100, &p).ok());
+  ASSERT_EQ(p.size(), 5u);
+  for (size_t i = 0; i < p.size(); ++i) {
+    EXPECT_EQ(p[i].shared, nullptr) << i;
+    ExpectSameEvent(p[i].view(), want[i]);
+  }
+  EXPECT_EQ((*j)->EventsReadBack(), 5);
+}
+
+// Memory holds only the newest appends (recent_bytes); older pending events are read back,
+// and a fetch hands both over in seq order, within its limit, after its cursor. What was
+// delivered is not handed over again, from memory or not.
+TEST_F(JournalTest, OnlyTheNewestAppendsStayInMemoryAndTheRestIsReadBackInOrder) {
+  JournalOptions o;
+  o.path = dir_ / "journal.db";
+  o.recent_bytes = 20000;  // one append of three 4 kB events, not two
+  auto j = Journal::Open(o);
+  ASSERT_TRUE(j.ok());
+  std::vector<std::shared_ptr<std::vector<Event>>> appends;
+  for (const char* a : {"a", "b", "c"}) {
+    auto events = std::make_shared<std::vector<Event>>();
+    for (int i = 1; i <= 3; ++i) {
+      events->push_back(MakeEvent(a + std::to_string(i), "{\"pad\":\"" + std::string(4000, 'x') + "\"}"));
+    }
+    AppendResult r;
+    ASSERT_TRUE((*j)->AppendAsync("inbox", *events, To({"mqtt"}), "", {}, &r, nullptr, events).get().ok());
+    appends.push_back(events);
+  }
+  auto ids = [](const std::vector<PendingDelivery>& p) {
+    std::string out;
+    for (const PendingDelivery& d : p) out += d.view().id + (d.shared ? "* " : " ");
+    return out;
+  };
+  std::vector<PendingDelivery> all;
+  ASSERT_TRUE((*j)->FetchPending("mqtt", 100, &all).ok());
+  EXPECT_EQ(ids(all), "a1 a2 a3 b1 b2 b3 c1* c2* c3* ");
+  EXPECT_EQ((*j)->EventsFromMemory(), 3);
+  EXPECT_EQ((*j)->EventsReadBack(), 6);
+  for (size_t i = 0; i < all.size(); ++i) ExpectSameEvent(all[i].view(), (*appends[i / 3])[i % 3]);
+
+  std::vector<PendingDelivery> head;
+  ASSERT_TRUE((*j)->FetchPending("mqtt", 4, &head).ok());
+  EXPECT_EQ(ids(head), "a1 a2 a3 b1 ");
+  std::vector<PendingDelivery> rest;
+  ASSERT_TRUE((*j)->FetchPending("mqtt", 4, &rest, head.back().seq).ok());
+  EXPECT_EQ(ids(rest), "b2 b3 c1* c2* ");
+
+  Deliver(**j, "mqtt", {all[1].seq, all[6].seq, all[7].seq, all[8].seq});
+  std::vector<PendingDelivery> left;
+  ASSERT_TRUE((*j)->FetchPending("mqtt", 100, &left).ok());
+  EXPECT_EQ(ids(left), "a1 a3 b1 b2 b3 ");
+}
 
 TEST_F(JournalTest, AppendedEventsComeBackPendingInOrderForEachSink) {
   auto j = Open();
