@@ -463,13 +463,14 @@ void Journal::WriterLoop() {
         audit_next_id_ = next_before_batch;
       }
     }
-    UpdateUsage(db);
     if (commit.ok()) {
-      // Before anyone hears of the commit: a sink woken by it finds the events in memory.
+      // Right after the commit, before anyone hears of it: a sink that reads the new rows
+      // finds their events in memory.
       for (size_t i = 0; i < batch.size(); ++i) {
         if (results[i].ok() && batch[i].recent && !batch[i].recent->by_seq.empty()) Remember(std::move(batch[i].recent));
       }
     }
+    UpdateUsage(db);
     {
       std::lock_guard<std::mutex> lock(queue_mu_);
       last_commit_ = commit;
@@ -637,6 +638,13 @@ std::future<Status> Journal::AppendAsync(const std::string& source, const std::v
     recent = std::make_shared<RecentAppend>();
     recent->events = std::move(keep);
     recent->by_seq.reserve(events.size());
+    // What keeping it holds: every event of the batch (duplicates too), and what else the
+    // caller's batch holds that is as large (quarantined messages).
+    for (const Event& e : events) {
+      recent->bytes += static_cast<int64_t>(e.payload.capacity() + e.signature.capacity() + e.id.capacity() +
+                                            e.origin.capacity() + e.created_at.capacity()) + 512;
+    }
+    for (const Rejection& r : rejections) recent->bytes += static_cast<int64_t>(r.raw.capacity());
   }
   return Submit(
       [this, prep, evs, tgs, rejs, source, checkpoint, result, recent](Db& db) -> Status {
@@ -685,12 +693,7 @@ std::future<Status> Journal::AppendAsync(const std::string& source, const std::v
           int64_t seq = sqlite3_last_insert_rowid(db.raw());
           accepted_ids.push_back(e.id);
           accepted_origins.push_back(e.origin);
-          if (recent) {
-            recent->by_seq.emplace_back(seq, &e);
-            // What it holds in memory: the two large strings and the rest of the event.
-            recent->bytes += static_cast<int64_t>(e.payload.capacity() + e.signature.capacity() + e.id.capacity() +
-                                                  e.origin.capacity() + e.created_at.capacity()) + 512;
-          }
+          if (recent) recent->by_seq.emplace_back(seq, &e);
           for (const auto& [sid, expires] : sinks) {
             GW_RETURN_IF_ERROR((*del)->Reset().Bind(1, seq).Bind(2, sid).Bind(3, now).Bind(4, expires).Run());
           }
@@ -932,9 +935,25 @@ void Journal::Remember(std::shared_ptr<RecentAppend> append) {
   std::lock_guard<std::mutex> lock(recent_mu_);
   recent_bytes_ += append->bytes;
   recent_.push_back(std::move(append));
+  const int64_t handed = handed_through_.load();
   while (recent_bytes_ > options_.recent_bytes && !recent_.empty()) {
-    recent_bytes_ -= recent_.front()->bytes;
-    recent_.pop_front();
+    // What the sinks have been given goes first. Otherwise they are behind: the appends they
+    // come to next stay, and the newest is dropped (read back when they get there). Dropping
+    // the oldest instead would drop each append just before a sink behind came to it.
+    const bool handed_over = recent_.front()->by_seq.back().first <= handed;
+    recent_bytes_ -= handed_over ? recent_.front()->bytes : recent_.back()->bytes;
+    if (handed_over) {
+      recent_.pop_front();
+    } else {
+      recent_.pop_back();
+    }
+  }
+}
+
+void Journal::NoteHandedThrough(const std::vector<PendingDelivery>& fetched) {
+  if (fetched.empty()) return;
+  int64_t last = fetched.back().seq, seen = handed_through_.load();
+  while (last > seen && !handed_through_.compare_exchange_weak(seen, last)) {
   }
 }
 
@@ -948,7 +967,11 @@ Status Journal::FetchPending(const std::string& sink, int limit, std::vector<Pen
   std::vector<std::shared_ptr<const RecentAppend>> recent;
   {
     std::lock_guard<std::mutex> lock(recent_mu_);
-    recent.assign(recent_.begin(), recent_.end());
+    // Only the appends that may hold a seq after the cursor (seqs ascend along recent_).
+    auto first = std::partition_point(recent_.begin(), recent_.end(), [after_seq](const auto& a) {
+      return a->by_seq.back().first <= after_seq;
+    });
+    recent.assign(first, recent_.end());
   }
   const int64_t recent_from = recent.empty() ? INT64_MAX : recent.front()->by_seq.front().first;
   // A row that cannot be read (its key retired, its bytes damaged) must not stall the sink:
@@ -983,7 +1006,10 @@ Status Journal::FetchPending(const std::string& sink, int limit, std::vector<Pen
     s.Reset();
     read_back_.fetch_add(taken);
   }
-  if (taken >= limit || recent.empty()) return Status::Ok();
+  if (taken >= limit || recent.empty()) {
+    NoteHandedThrough(*out);
+    return Status::Ok();
+  }
   auto st = r.db().Prepare("SELECT d.seq, d.attempts, d.expires_at FROM deliveries d"
                            " WHERE d.sink_id = (SELECT id FROM sinks WHERE name=?) AND d.state = 0 AND d.seq > ?"
                            " ORDER BY d.seq LIMIT ?");
@@ -991,6 +1017,7 @@ Status Journal::FetchPending(const std::string& sink, int limit, std::vector<Pen
   Stmt& s = **st;
   s.Bind(1, sink).Bind(2, std::max(after_seq, recent_from - 1)).Bind(3, static_cast<int64_t>(limit - taken));
   size_t at = 0;  // the append in `recent` that the next seq is looked for in (seqs ascend)
+  const size_t before = out->size();
   std::vector<size_t> missing;
   for (;;) {
     auto row = s.Step();
@@ -1003,7 +1030,7 @@ Status Journal::FetchPending(const std::string& sink, int limit, std::vector<Pen
     while (at < recent.size() && recent[at]->by_seq.back().first < d.seq) ++at;
     if (at < recent.size()) {
       const auto& by_seq = recent[at]->by_seq;
-      auto it = std::lower_bound(by_seq.begin(), by_seq.end(), std::make_pair(d.seq, static_cast<const Event*>(nullptr)));
+      auto it = std::partition_point(by_seq.begin(), by_seq.end(), [&d](const auto& p) { return p.first < d.seq; });
       if (it != by_seq.end() && it->first == d.seq) {
         d.shared = it->second;
         d.keep = recent[at];
@@ -1014,7 +1041,8 @@ Status Journal::FetchPending(const std::string& sink, int limit, std::vector<Pen
     out->push_back(std::move(d));
   }
   s.Reset();
-  from_memory_.fetch_add(static_cast<int64_t>(out->size()) - taken - static_cast<int64_t>(missing.size()));
+  from_memory_.fetch_add(static_cast<int64_t>(out->size() - before - missing.size()));
+  NoteHandedThrough(*out);
   read_back_.fetch_add(static_cast<int64_t>(missing.size()));
   if (missing.empty()) return Status::Ok();
   auto ev = r.db().Prepare(std::string("SELECT e.accepted_at, ") + kEventColumns + " FROM events e WHERE e.seq=?");

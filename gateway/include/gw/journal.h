@@ -302,8 +302,11 @@ class Journal {
                              std::shared_ptr<RecentAppend> recent = nullptr);
   Status Enqueue(std::function<Status(Db&)> fn, bool notify_append, std::shared_ptr<std::promise<Status>> done,
                  std::shared_ptr<AppendChain> chain = nullptr, std::shared_ptr<RecentAppend> recent = nullptr);
-  // Keeps a committed append's events for the sinks, dropping the oldest beyond recent_bytes.
+  // Keeps a committed append's events for the sinks, within recent_bytes: what was handed over
+  // is dropped first, else the newest.
   void Remember(std::shared_ptr<RecentAppend> append);
+  // Raises handed_through_ to the last seq of what FetchPending() hands over.
+  void NoteHandedThrough(const std::vector<PendingDelivery>& fetched);
   // Writes an audit entry for each rejection and keeps the quarantined ones (writer thread).
   Status WriteRejections(Db& db, const std::string& source, const std::vector<Rejection>& rejections, int64_t now);
   void WriterLoop();
@@ -368,6 +371,7 @@ class Journal {
   std::mutex recent_mu_;
   std::deque<std::shared_ptr<const RecentAppend>> recent_;
   int64_t recent_bytes_ = 0;
+  std::atomic<int64_t> handed_through_{0};  // the highest seq FetchPending() has handed over
   std::atomic<int64_t> from_memory_{0};
   std::atomic<int64_t> read_back_{0};
 };

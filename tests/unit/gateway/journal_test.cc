@@ -112,17 +112,18 @@ TEST_F(JournalTest, JustAppendedEventsAreHandedOverFromMemoryAsTheyReadBack) {
   EXPECT_EQ((*j)->EventsReadBack(), 5);
 }
 
-// Memory holds only the newest appends (recent_bytes); older pending events are read back,
-// and a fetch hands both over in seq order, within its limit, after its cursor. What was
-// delivered is not handed over again, from memory or not.
-TEST_F(JournalTest, OnlyTheNewestAppendsStayInMemoryAndTheRestIsReadBackInOrder) {
+// Memory holds what the sinks come to next, within recent_bytes: when it is full and they are
+// behind, the newest append is the one not kept; once they have been handed an append it makes
+// way. Older pending events are read back, and a fetch hands both over in seq order, within its
+// limit, after its cursor. What was delivered is not handed over again, from memory or not.
+TEST_F(JournalTest, WhatTheSinksComeToNextStaysInMemoryAndTheRestIsReadBackInOrder) {
   JournalOptions o;
   o.path = dir_ / "journal.db";
   o.recent_bytes = 20000;  // one append of three 4 kB events, not two
   auto j = Journal::Open(o);
   ASSERT_TRUE(j.ok());
   std::vector<std::shared_ptr<std::vector<Event>>> appends;
-  for (const char* a : {"a", "b", "c"}) {
+  auto append = [&](const std::string& a) {
     auto events = std::make_shared<std::vector<Event>>();
     for (int i = 1; i <= 3; ++i) {
       events->push_back(MakeEvent(a + std::to_string(i), "{\"pad\":\"" + std::string(4000, 'x') + "\"}"));
@@ -130,30 +131,61 @@ TEST_F(JournalTest, OnlyTheNewestAppendsStayInMemoryAndTheRestIsReadBackInOrder)
     AppendResult r;
     ASSERT_TRUE((*j)->AppendAsync("inbox", *events, To({"mqtt"}), "", {}, &r, nullptr, events).get().ok());
     appends.push_back(events);
-  }
+  };
   auto ids = [](const std::vector<PendingDelivery>& p) {
     std::string out;
     for (const PendingDelivery& d : p) out += d.view().id + (d.shared ? "* " : " ");
     return out;
   };
+  for (const char* a : {"a", "b", "c"}) append(a);
   std::vector<PendingDelivery> all;
   ASSERT_TRUE((*j)->FetchPending("mqtt", 100, &all).ok());
-  EXPECT_EQ(ids(all), "a1 a2 a3 b1 b2 b3 c1* c2* c3* ");
+  EXPECT_EQ(ids(all), "a1* a2* a3* b1 b2 b3 c1 c2 c3 ");
   EXPECT_EQ((*j)->EventsFromMemory(), 3);
   EXPECT_EQ((*j)->EventsReadBack(), 6);
   for (size_t i = 0; i < all.size(); ++i) ExpectSameEvent(all[i].view(), (*appends[i / 3])[i % 3]);
 
   std::vector<PendingDelivery> head;
   ASSERT_TRUE((*j)->FetchPending("mqtt", 4, &head).ok());
-  EXPECT_EQ(ids(head), "a1 a2 a3 b1 ");
+  EXPECT_EQ(ids(head), "a1* a2* a3* b1 ");
   std::vector<PendingDelivery> rest;
   ASSERT_TRUE((*j)->FetchPending("mqtt", 4, &rest, head.back().seq).ok());
-  EXPECT_EQ(ids(rest), "b2 b3 c1* c2* ");
+  EXPECT_EQ(ids(rest), "b2 b3 c1 c2 ");
 
   Deliver(**j, "mqtt", {all[1].seq, all[6].seq, all[7].seq, all[8].seq});
   std::vector<PendingDelivery> left;
   ASSERT_TRUE((*j)->FetchPending("mqtt", 100, &left).ok());
-  EXPECT_EQ(ids(left), "a1 a3 b1 b2 b3 ");
+  EXPECT_EQ(ids(left), "a1* a3* b1 b2 b3 ");
+
+  // Everything up to c3 has been handed over: the next append takes the place of the first.
+  append("d");
+  std::vector<PendingDelivery> now;
+  ASSERT_TRUE((*j)->FetchPending("mqtt", 100, &now).ok());
+  EXPECT_EQ(ids(now), "a1 a3 b1 b2 b3 d1* d2* d3* ");
+}
+
+// What an append keeps in memory is its whole batch, duplicates included: it counts them all
+// against recent_bytes, or a batch of mostly duplicates would hold far more than counted.
+TEST_F(JournalTest, AKeptAppendCountsItsDuplicatesToo) {
+  JournalOptions o;
+  o.path = dir_ / "journal.db";
+  o.recent_bytes = 20000;  // room for three 4 kB events and a little more, not for seven
+  auto j = Journal::Open(o);
+  ASSERT_TRUE(j.ok());
+  auto pad = [](const std::string& id) { return MakeEvent(id, "{\"pad\":\"" + std::string(4000, 'x') + "\"}"); };
+  auto first = std::make_shared<std::vector<Event>>(std::vector<Event>{pad("a1"), pad("a2"), pad("a3")});
+  AppendResult r;
+  ASSERT_TRUE((*j)->AppendAsync("inbox", *first, To({"mqtt"}), "", {}, &r, nullptr, first).get().ok());
+  // The same three again (a source offering its input a second time) and one new event.
+  auto second = std::make_shared<std::vector<Event>>(std::vector<Event>{pad("a1"), pad("a2"), pad("a3"), pad("b1")});
+  ASSERT_TRUE((*j)->AppendAsync("inbox", *second, To({"mqtt"}), "", {}, &r, nullptr, second).get().ok());
+  EXPECT_EQ(r.appended, 1);
+  EXPECT_EQ(r.duplicates, 3);
+  std::vector<PendingDelivery> p;
+  ASSERT_TRUE((*j)->FetchPending("mqtt", 100, &p).ok());
+  std::string got;
+  for (const PendingDelivery& d : p) got += d.view().id + (d.shared ? "* " : " ");
+  EXPECT_EQ(got, "a1* a2* a3* b1 ") << "the second append, holding four events, did not fit beside the first";
 }
 
 TEST_F(JournalTest, AppendedEventsComeBackPendingInOrderForEachSink) {
