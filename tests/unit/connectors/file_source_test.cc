@@ -1,6 +1,7 @@
 #include "connectors/file/file_source.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -118,6 +119,35 @@ TEST_F(FileSourceTest, FilesStillBeingWrittenAreLeftAlone) {
   ASSERT_TRUE(r.ok());
   EXPECT_FALSE(*r);
   EXPECT_EQ(FilesIn(dir_ / "inbox"), (std::vector<std::string>{"b.uff.tmp", "partial.uff"}));
+}
+
+// Files are taken oldest first; one still without its trailer is passed over, not waited for,
+// and taken once it is complete.
+TEST_F(FileSourceTest, AnOlderFileStillBeingWrittenDoesNotHoldBackTheNextOne) {
+  auto src = Make();
+  std::string partial = kValid;
+  partial.erase(partial.find("ZPT|"));
+  WriteFile(dir_ / "inbox/older.uff", partial);
+  struct timespec old_times[2] = {{1000000000, 0}, {1000000000, 0}};  // 2001: older than the other
+  ASSERT_EQ(::utimensat(AT_FDCWD, (dir_ / "inbox/older.uff").c_str(), old_times, 0), 0);
+  std::string second = kValid;
+  for (size_t at; (at = second.find("0000000001")) != std::string::npos;) second.replace(at, 10, "0000000002");
+  WriteFile(dir_ / "inbox/newer.uff", second);
+  SourceBatch b;
+  auto r = src->Poll(&b, std::chrono::seconds(2));
+  ASSERT_TRUE(r.ok());
+  ASSERT_TRUE(*r);
+  EXPECT_EQ(b.unit, "newer.uff");
+  src->Ack(b, Status::Ok());
+  EXPECT_EQ(FilesIn(dir_ / "inbox"), std::vector<std::string>{"older.uff"});
+  WriteFile(dir_ / "inbox/older.uff", kValid);  // its writer finishes it
+  SourceBatch c;
+  ASSERT_TRUE(gw::testing::WaitFor([&] {
+    auto got = src->Poll(&c, std::chrono::milliseconds(100));
+    return got.ok() && *got;
+  }, std::chrono::seconds(5)));
+  EXPECT_EQ(c.unit, "older.uff");
+  ASSERT_EQ(c.events.size(), 1u);
 }
 
 TEST_F(FileSourceTest, FileWithoutTrailerIsRejectedOnceItStopsGrowing) {
