@@ -50,9 +50,9 @@ struct JournalOptions {
   // Rows written before a key was configured stay readable; a sealed row without its key is
   // an error naming the key id.
   std::shared_ptr<const PayloadCipher> cipher;
-  // How many bytes of just-appended events the journal keeps in memory for its sinks, so that
-  // a sink that keeps up takes them from there instead of reading them back (AppendAsync()
-  // with `keep`). 0: none.
+  // How many bytes of appended events the journal keeps in memory for its sinks, so that a
+  // sink close behind takes them from there instead of reading them back (AppendAsync() with
+  // `keep`). When full, what the sinks were handed is dropped first, else the newest. 0: none.
   int64_t recent_bytes = 10 << 20;
 };
 
