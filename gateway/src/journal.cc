@@ -981,6 +981,14 @@ Status Journal::FetchPending(const std::string& sink, int limit, std::vector<Pen
     if (read.ok()) read = RestoreCertificate(r.db(), &d->event.signature);
     if (!read.ok()) d->unreadable = read.ToString();
   };
+  // A delivery row's own columns: seq, attempts, expires_at.
+  auto delivery = [](const Stmt& s) {
+    PendingDelivery d;
+    d.seq = s.Int(0);
+    d.attempts = static_cast<int>(s.Int(1));
+    d.expires_at_ms = s.Int(2);
+    return d;
+  };
   int64_t taken = 0;
   if (after_seq < recent_from - 1) {
     auto st = r.db().Prepare(std::string("SELECT d.seq, d.attempts, d.expires_at, e.accepted_at, ") + kEventColumns +
@@ -994,10 +1002,7 @@ Status Journal::FetchPending(const std::string& sink, int limit, std::vector<Pen
       auto row = s.Step();
       if (!row.ok()) return row.status();
       if (!*row) break;
-      PendingDelivery d;
-      d.seq = s.Int(0);
-      d.attempts = static_cast<int>(s.Int(1));
-      d.expires_at_ms = s.Int(2);
+      PendingDelivery d = delivery(s);
       d.accepted_at_ms = s.Int(3);
       read_event(s, 4, &d);
       out->push_back(std::move(d));
@@ -1023,10 +1028,7 @@ Status Journal::FetchPending(const std::string& sink, int limit, std::vector<Pen
     auto row = s.Step();
     if (!row.ok()) return row.status();
     if (!*row) break;
-    PendingDelivery d;
-    d.seq = s.Int(0);
-    d.attempts = static_cast<int>(s.Int(1));
-    d.expires_at_ms = s.Int(2);
+    PendingDelivery d = delivery(s);
     while (at < recent.size() && recent[at]->by_seq.back().first < d.seq) ++at;
     if (at < recent.size()) {
       const auto& by_seq = recent[at]->by_seq;
