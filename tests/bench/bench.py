@@ -10,10 +10,9 @@ store-and-forward setup a user would otherwise build, in one run on one machine.
                QoS 1 to the backbone.
 
 Every run is counted by the same subscriber on the backbone (bench_mqtt sub, on Paho C++).
-Latency runs from
-the file's rename into the inbox (gateway) or the hand-over to the client (limit, alternative)
-to receipt at the subscriber. Writes OUT/result.json, OUT/timeline-*.dat and OUT/delivered.png,
-and ends with the line
+Latency runs from the file's rename into the inbox (gateway) or the hand-over to the client
+(limit, alternative) to receipt at the subscriber. Writes OUT/result.json, OUT/timeline-*.dat
+and OUT/delivered.png, and ends with the line
   bench: gateway/limit R1, gateway/alternative R2
 
 For looking into it (environment):
@@ -147,8 +146,9 @@ class Mosquitto:
 class Subscriber:
     def __init__(self, tools, port, expect, out, name, idle=60):
         self.out = out
+        kind = "wiresub" if os.environ.get("BENCH_SUBSCRIBER") == "wire" else "sub"
         self.proc = subprocess.Popen(
-            [tools, "wiresub" if os.environ.get("BENCH_SUBSCRIBER") == "wire" else "sub", "--uri", "tcp://127.0.0.1:%d" % port, "--filter", "mhhs/#", "--expect", str(expect),
+            [tools, kind, "--uri", "tcp://127.0.0.1:%d" % port, "--filter", "mhhs/#", "--expect", str(expect),
              "--out", out, "--idle-timeout", str(idle), "--client-id", name],
             stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
