@@ -11,6 +11,11 @@
 #include <ctime>
 #include <sstream>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
 namespace gw {
 namespace {
 
@@ -231,6 +236,7 @@ Status Journal::Init() {
   UpdateUsage(w);
   auto page_size = w.QueryInt("PRAGMA page_size");
   if (page_size.ok() && *page_size > 0) checkpoint_pages_ = static_cast<int>(std::max<int64_t>(256, kCheckpointBytes / *page_size));
+  if (options_.preallocate_wal) PreallocateWal(w);
   writer_db_ = std::move(db.value());
   sqlite3_wal_hook(writer_db_->raw(), &Journal::OnWalCommit, this);
   auto checkpointer = Db::Open(options_.path, false, false);
@@ -249,6 +255,41 @@ Status Journal::Init() {
     WriterLoop();
   });
   return Status::Ok();
+}
+
+void Journal::PreallocateWal(Db& w) {
+  // A WAL that grows makes every commit's fdatasync write the file's new extents as well, and
+  // the daemon starts each time with a new one (SQLite deletes it on a clean close). Written
+  // out to the size it works at (twice the checkpoint threshold) before the first commit,
+  // commits only overwrite blocks the file already has. The WAL's own header says where its
+  // frames end, so zeros past them are never read as frames. Skipped when space is short: a
+  // journal close to a full disk needs the room for its data.
+  const std::string wal = options_.path + "-wal";
+  const off_t want = static_cast<off_t>(kWalPreallocBytes);
+  struct statvfs fs;
+  const std::string dir = wal.find('/') == std::string::npos ? "." : wal.substr(0, wal.rfind('/') + 1);
+  if (::statvfs(dir.c_str(), &fs) != 0 ||
+      static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize) < 4.0 * static_cast<double>(want)) {
+    return;
+  }
+  // Under the write lock: no other connection (mhhs-gatewayctl) appends frames past the end
+  // that is being extended.
+  if (!w.Exec("BEGIN IMMEDIATE").ok()) return;
+  int fd = ::open(wal.c_str(), O_WRONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_size < want) {
+    std::vector<char> zeros(1 << 20);
+    off_t at = st.st_size;
+    while (at < want) {
+      const size_t n = static_cast<size_t>(std::min<off_t>(want - at, static_cast<off_t>(zeros.size())));
+      const ssize_t wrote = ::pwrite(fd, zeros.data(), n, at);
+      if (wrote <= 0) break;
+      at += wrote;
+    }
+    ::fdatasync(fd);
+  }
+  if (fd >= 0) ::close(fd);
+  (void)w.Exec("ROLLBACK");
 }
 
 int Journal::OnWalCommit(void* self, sqlite3* db, const char*, int pages) {

@@ -527,12 +527,17 @@ def main():
                 log("round %d of %d" % (k + 1, args.repeat))
             results = {}
             for name in order:
+                broker_cpu0 = proc_stats(broker.proc.pid)[1]
                 if name == "limit":
                     results["limit"] = run_limit(args, work, env_path, ids, broker)
                 elif name == "gateway":
                     results["gateway"] = run_gateway(args, work, files, owner, keys, broker)
                 else:
                     results["alternative"] = run_alternative(args, work, env_path, ids, broker)
+                # The backbone broker serves every path alike; its CPU per event tells whether it did.
+                results[name]["broker_cpu_s_per_1000"] = round(
+                    (proc_stats(broker.proc.pid)[1] - broker_cpu0) / max(results[name]["events"], 1) * 1000, 3)
+                log("%s: the backbone broker's CPU: %.3f s per 1000 events" % (name, results[name]["broker_cpu_s_per_1000"]))
             rounds.append(results)
     finally:
         broker.stop()

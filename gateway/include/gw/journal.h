@@ -54,6 +54,10 @@ struct JournalOptions {
   // sink close behind takes them from there instead of reading them back (AppendAsync() with
   // `keep`). When full, what the sinks were handed is dropped first, else the newest. 0: none.
   int64_t recent_bytes = 10 << 20;
+  // Writes the WAL out to Journal::kWalPreallocBytes when opening, unless the disk has less
+  // than four times that free: commits then overwrite blocks the file has instead of growing
+  // it, and its fdatasync has no new extents to write (measured in docs/performance.md).
+  bool preallocate_wal = true;
 };
 
 // Where an appended event goes: a sink, and how long it may wait there (0: for ever).
@@ -181,6 +185,9 @@ class Journal {
 
   // The schema version this build writes.
   static constexpr int kSchemaVersion = 3;
+  // The size the WAL is written out to when the journal opens (when the disk has four times
+  // that free), so that commits overwrite blocks it already has instead of growing the file.
+  static constexpr int64_t kWalPreallocBytes = 32 << 20;
 
   // Stores `events` from `source` with a delivery row for each target, and the source's
   // `checkpoint` ("" leaves it as it is), in one durable transaction. Returns OK only after
@@ -354,6 +361,8 @@ class Journal {
   std::mutex readers_mu_;
   // Checkpoints on their own thread and connection, when the WAL holds kCheckpointBytes.
   static constexpr int64_t kCheckpointBytes = 16 << 20;
+  static_assert(kWalPreallocBytes == 2 * kCheckpointBytes, "the WAL works at about twice the checkpoint threshold");
+  void PreallocateWal(Db& w);
   int checkpoint_pages_ = 4000;  // kCheckpointBytes in pages of this journal's size (set once at open)
   std::atomic<int64_t> checkpoints_{0};
   static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages);

@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -476,6 +479,57 @@ TEST_F(JournalTest, TheWalIsCheckpointedInTheBackground) {
     ASSERT_TRUE(j->Append("s", events, To({"k"}), "", nullptr).ok());
   }
   EXPECT_TRUE(gw::testing::WaitFor([&] { return j->CheckpointsDone() > 0; }, std::chrono::seconds(10)));
+}
+
+// The WAL is written out to its working size when the journal opens, so that commits do not
+// grow it; the blocks are really there (not a sparse file), and the journal works on.
+TEST_F(JournalTest, TheWalIsWrittenOutToItsWorkingSizeWhenTheJournalOpens) {
+  auto j = Open();
+  struct stat st;
+  ASSERT_EQ(::stat((dir_ / "journal.db-wal").c_str(), &st), 0);
+  EXPECT_GE(st.st_size, Journal::kWalPreallocBytes);
+  EXPECT_GE(static_cast<int64_t>(st.st_blocks) * 512, Journal::kWalPreallocBytes);
+  ASSERT_TRUE(j->Append("s", {MakeEvent("a"), MakeEvent("b")}, To({"k"}), "cp", nullptr).ok());
+  j.reset();
+  j = Open();
+  EXPECT_EQ(Pending(*j, "k").size(), 2u);
+  EXPECT_EQ(*j->GetCheckpoint("s"), "cp");
+}
+
+// Writing the WAL out must never touch frames in it: after a crash the WAL holds commits not
+// yet copied into the database, and opening the journal again recovers them from there.
+TEST_F(JournalTest, WritingTheWalOutKeepsTheCommitsStillInIt) {
+  { auto j = Open(); }  // the schema; closing copies the WAL into the database and deletes it
+  const std::string crashed = dir_ / "crashed";
+  ASSERT_EQ(::mkdir(crashed.c_str(), 0700), 0);
+  {
+    auto raw = Db::Open(dir_ / "journal.db", false, false);
+    ASSERT_TRUE(raw.ok());
+    ASSERT_TRUE((*raw)->Exec("PRAGMA wal_autocheckpoint=0").ok());
+    ASSERT_TRUE((*raw)->Exec("INSERT INTO checkpoints(source,value,updated_at) VALUES('s','only-in-the-wal',1)").ok());
+    struct stat st;
+    ASSERT_EQ(::stat((dir_ / "journal.db-wal").c_str(), &st), 0);
+    ASSERT_GT(st.st_size, 0);
+    ASSERT_LT(st.st_size, Journal::kWalPreallocBytes);
+    // What a crash leaves on disk: the database without the commit, the WAL with it.
+    for (const char* f : {"journal.db", "journal.db-wal"}) {
+      std::ifstream in(dir_ / f, std::ios::binary);
+      std::ofstream out(crashed + "/" + f, std::ios::binary);
+      out << in.rdbuf();
+    }
+  }
+  JournalOptions o;
+  o.path = crashed + "/journal.db";
+  auto j = Journal::Open(o);
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  struct stat st;
+  ASSERT_EQ(::stat((crashed + "/journal.db-wal").c_str(), &st), 0);
+  EXPECT_GE(st.st_size, Journal::kWalPreallocBytes);
+  EXPECT_EQ(*(*j)->GetCheckpoint("s"), "only-in-the-wal");
+  j->reset();
+  j = Journal::Open(o);  // and once more, from the database the close checkpointed into
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  EXPECT_EQ(*(*j)->GetCheckpoint("s"), "only-in-the-wal");
 }
 
 TEST_F(JournalTest, AFailedReloadOfTheAuditTipLeavesNoTransactionOpen) {
