@@ -46,7 +46,17 @@ class UtcStamps {
 // Appends one stamp (the file's creation time).
 void AppendUtc(int64_t t, std::string* out) { UtcStamps().Append(t, out); }
 
-std::string Hex10(const std::string& s) { return Sha256Hex(s).substr(0, 10); }
+// The first 10 hex digits of the SHA-256 of `s`.
+std::string Hex10(const std::string& s) {
+  static const char kHex[] = "0123456789abcdef";
+  const std::string digest = Sha256(s);
+  std::string out(10, '0');
+  for (size_t i = 0; i < 5; ++i) {
+    out[2 * i] = kHex[static_cast<unsigned char>(digest[i]) >> 4];
+    out[2 * i + 1] = kHex[static_cast<unsigned char>(digest[i]) & 15];
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -105,9 +115,54 @@ Status If021Mapper::CheckSettings(const GatewayInfo& gw) {
   return Status::Ok();
 }
 
+const If021Mapper::FileParts& If021Mapper::PartsOf(const DtnHeader& h) const {
+  FileParts& f = parts_;
+  if (f.file_id == h.file_id && f.created == h.created && f.from_mpid == h.from_mpid && f.to_mpid == h.to_mpid &&
+      f.to_role == h.to_role && !f.middle.empty()) {
+    return f;
+  }
+  f.from_mpid = h.from_mpid;
+  f.to_mpid = h.to_mpid;
+  f.to_role = h.to_role;
+  f.file_id = h.file_id;
+  f.created = h.created;
+  f.id_prefix = h.from_mpid + "-" + h.file_id + "-";
+  f.sender = Party{h.from_mpid, gw_.dip.role, gw_.dip_id};
+  f.recipients = {Party{h.to_mpid, h.to_role, ""}};
+  const int cy = Num(h.created, 0, 4), cmo = Num(h.created, 4, 2), cd = Num(h.created, 6, 2);
+  const int ch = Num(h.created, 8, 2), cmi = Num(h.created, 10, 2), cs = Num(h.created, 12, 2);
+  f.created_at = UkLocalToIsoOffset(cy, cmo, cd, ch, cmi, cs);
+  f.correlation_id = h.from_mpid + "-" + h.file_id;
+  for (int reactive = 0; reactive < 2; ++reactive) {
+    std::string& b = f.head[reactive];
+    b.assign(R"({"CommonBlock":{"S0":{"interfaceID":"IF-021","schemaVersion":"011","eventCode":)");
+    AppendJsonString(&b, reactive ? "[ReactivePower]" : "[ActivePower]");
+    b.append(R"(},"S1":{"environmentTag":)");
+    AppendJsonString(&b, gw_.environment);
+    b.append(R"(,"subText":null,"senderUniqueReference":)");
+  }
+  std::string& m = f.middle;
+  m.assign(R"(,"senderTimestamp":")");
+  // The file's creation time in UTC: deterministic, so the same file gives the same bytes.
+  const int64_t created_local = DaysFromCivil(cy, cmo, cd) * 86400 + ch * 3600 + cmi * 60 + cs;
+  AppendUtc(IsBst(created_local - 3600) ? created_local - 3600 : created_local, &m);
+  m.append(R"(","senderDIPID":)");
+  AppendJsonString(&m, gw_.dip_id);
+  m.append(R"(,"senderRoleID":)");
+  AppendJsonString(&m, gw_.dip.role);
+  m.append(R"(,"senderCorrelationID":)");
+  AppendJsonString(&m, f.correlation_id);
+  m.append(R"(,"DIPConnectionProviderID":)");
+  if (gw_.dip.connection_provider_id.empty()) m.append("null"); else AppendJsonString(&m, gw_.dip.connection_provider_id);
+  m.append(R"(},"M0":{"MPANCore":)");
+  return f;
+}
+
 bool If021Mapper::Map(const DtnHeader& h, const DtnUnitView& unit, const std::string& origin, Event* out,
                       DtnError* error) const {
-  std::vector<std::string_view> f101, f102, f103;
+  std::vector<std::string_view>& f101 = fields_[0];
+  std::vector<std::string_view>& f102 = fields_[1];
+  std::vector<std::string_view>& f103 = fields_[2];
   if (unit.ancestors.size() != 1 || unit.records.empty() || !SplitDtnRecord(unit.ancestors[0], &f101) ||
       f101.size() != 4 || !SplitDtnRecord(unit.records[0].text, &f102) || f102.size() != 2) {
     *error = DtnError{unit.line, "102: D0036 layout does not match the IF-021 mapping (101 -> 102 -> 103)"};
@@ -129,42 +184,28 @@ bool If021Mapper::Map(const DtnHeader& h, const DtnUnitView& unit, const std::st
   }
   const int y = Num(date, 0, 4), mo = Num(date, 4, 2), d = Num(date, 6, 2);
   const int64_t day_start = UkMidnightUtc(y, mo, d);
+  const FileParts& file = PartsOf(h);
+  const bool active = mqid == "AI" || mqid == "AE";
 
-  out->id = h.from_mpid + "-" + h.file_id + "-" + std::to_string(unit.index);
+  out->id.assign(file.id_prefix).append(std::to_string(unit.index));
   out->type = "IF-021";
-  out->event_code = (mqid == "AI" || mqid == "AE") ? "[ActivePower]" : "[ReactivePower]";
-  out->sender = Party{h.from_mpid, gw_.dip.role, gw_.dip_id};
-  out->recipients = {Party{h.to_mpid, h.to_role, ""}};
-  int cy = Num(h.created, 0, 4), cmo = Num(h.created, 4, 2), cd = Num(h.created, 6, 2);
-  int ch = Num(h.created, 8, 2), cmi = Num(h.created, 10, 2), cs = Num(h.created, 12, 2);
-  out->created_at = UkLocalToIsoOffset(cy, cmo, cd, ch, cmi, cs);
-  out->correlation_id = h.from_mpid + "-" + h.file_id;
-  out->origin = origin + ":" + std::to_string(unit.line);
+  out->event_code = active ? "[ActivePower]" : "[ReactivePower]";
+  out->sender = file.sender;
+  out->recipients = file.recipients;
+  out->created_at = file.created_at;
+  out->correlation_id = file.correlation_id;
+  out->origin.assign(origin).append(1, ':').append(std::to_string(unit.line));
 
   std::string& p = out->payload;
   p.clear();
   // About 830 bytes of blocks and 75 per period: one allocation, with room for long values.
   p.reserve(1024 + 84 * unit.records.size());
-  p.append(R"({"CommonBlock":{"S0":{"interfaceID":"IF-021","schemaVersion":"011","eventCode":)");
-  AppendJsonString(&p, out->event_code);
-  p.append(R"(},"S1":{"environmentTag":)");
-  AppendJsonString(&p, gw_.environment);
-  p.append(R"(,"subText":null,"senderUniqueReference":)");
-  std::string ref = "S-IF-021-" + Hex10(out->id) + "-" + gw_.dip.role + "-" + std::string(date) + "-" + std::string(mpan) + std::string(mqid);
+  p.append(file.head[active ? 0 : 1]);
+  std::string& ref = ref_;
+  ref.assign("S-IF-021-").append(Hex10(out->id)).append(1, '-').append(gw_.dip.role).append(1, '-');
+  ref.append(date).append(1, '-').append(mpan).append(mqid);
   AppendJsonString(&p, ref);
-  p.append(R"(,"senderTimestamp":")");
-  // The file's creation time in UTC: deterministic, so the same file gives the same bytes.
-  int64_t created_local = DaysFromCivil(cy, cmo, cd) * 86400 + ch * 3600 + cmi * 60 + cs;
-  AppendUtc(IsBst(created_local - 3600) ? created_local - 3600 : created_local, &p);
-  p.append(R"(","senderDIPID":)");
-  AppendJsonString(&p, gw_.dip_id);
-  p.append(R"(,"senderRoleID":)");
-  AppendJsonString(&p, gw_.dip.role);
-  p.append(R"(,"senderCorrelationID":)");
-  AppendJsonString(&p, out->correlation_id);
-  p.append(R"(,"DIPConnectionProviderID":)");
-  if (gw_.dip.connection_provider_id.empty()) p.append("null"); else AppendJsonString(&p, gw_.dip.connection_provider_id);
-  p.append(R"(},"M0":{"MPANCore":)");
+  p.append(file.middle);
   AppendJsonString(&p, mpan);
   p.append(R"(,"distributorDIPID":)");
   AppendJsonString(&p, distributor_dip);
@@ -182,12 +223,12 @@ bool If021Mapper::Map(const DtnHeader& h, const DtnUnitView& unit, const std::st
   }
   p.append(R"(T00:00:00+00:00"},"B900":{"MQID":{"measurementQuantityID":")").append(mqid);
   p.append(R"("},"settlementDayConsumptionPeriods":[)");
-  std::string day_json;
-  day_json.append(R"({"settlementDay":{"settlementDayDate":")");
+  std::string& day_json = day_json_;
+  day_json.assign(R"({"settlementDay":{"settlementDayDate":")");
   day_json.append(date.substr(0, 4)).push_back('-');
   day_json.append(date.substr(4, 2)).push_back('-');
   day_json.append(date.substr(6, 2)).append(R"(T00:00:00+00:00","periodDuration":30},"consumptionPeriods":[)");
-  std::string v;
+  std::string& v = value_;
   UtcStamps stamps;
   const size_t periods = unit.records.size() - 1;
   for (size_t i = 0; i < periods; ++i) {

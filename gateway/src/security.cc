@@ -428,31 +428,40 @@ Status EventSigner::SignBatch(const std::vector<Event*>& events, const std::stri
     hashes[i] = Base64Encode(Sha256(events[i]->payload));
     leaves[i] = MerkleLeafHash(EventStringToSign(*events[i], date, hashes[i]));
   }
-  std::string root;
-  const std::vector<std::vector<std::string>> paths = MerklePaths(leaves, &root);
+  // The tree's levels, each node's base64 worked out once: an event's path is a node of each
+  // level but the root, and most nodes are on the paths of many events.
+  std::vector<std::vector<std::string>> levels{std::move(leaves)};
+  while (levels.back().size() > 1) levels.push_back(MerkleLevelUp(levels.back()));
+  const std::string& root = levels.back()[0];
+  std::vector<std::vector<std::string>> b64(levels.size() - 1);
+  for (size_t l = 0; l + 1 < levels.size(); ++l) {
+    b64[l].reserve(levels[l].size());
+    for (const std::string& node : levels[l]) b64[l].push_back(Base64Encode(node));
+  }
   auto sig = SignBytes(TreeStringToSign(date, events.size(), root));
   if (!sig.ok()) return sig.status();
-  const std::string value = Base64Encode(*sig);
+  // What every signature of the batch shares, around its own hash, index and path. The same
+  // bytes JsonWriter writes: base64 and digits need no escaping.
+  std::string head = "{\"alg\":";
+  AppendJsonString(&head, alg_);
+  head.append(",\"date\":");
+  AppendJsonString(&head, date);
+  head.append(",\"contentHash\":\"");
+  const std::string mid =
+      "\",\"value\":\"" + Base64Encode(*sig) + "\",\"tree\":{\"size\":" + std::to_string(events.size()) + ",\"index\":";
   for (size_t i = 0; i < events.size(); ++i) {
     std::string out;
-    out.reserve(cert_member_.size() + 256 + paths[i].size() * 48);
-    JsonWriter w(&out);
-    w.BeginObject();
-    w.Key("alg"); w.String(alg_);
-    w.Key("date"); w.String(date);
-    w.Key("contentHash"); w.String(hashes[i]);
-    w.Key("value"); w.String(value);
-    w.Key("tree");
-    w.BeginObject();
-    w.Key("size"); w.Int(static_cast<int64_t>(events.size()));
-    w.Key("index"); w.Int(static_cast<int64_t>(i));
-    w.Key("path");
-    w.BeginArray();
-    for (const std::string& p : paths[i]) w.String(Base64Encode(p));
-    w.EndArray();
-    w.EndObject();
-    w.EndObject();
-    out.insert(out.size() - 1, cert_member_);
+    out.reserve(head.size() + hashes[i].size() + mid.size() + 32 + levels.size() * 47 + cert_member_.size());
+    out.append(head).append(hashes[i]).append(mid).append(std::to_string(i)).append(",\"path\":[");
+    bool first = true;
+    for (size_t l = 0; l + 1 < levels.size(); ++l) {
+      const size_t sibling = (i >> l) ^ 1;
+      if (sibling >= levels[l].size()) continue;
+      if (!first) out.push_back(',');
+      first = false;
+      out.append(1, '"').append(b64[l][sibling]).push_back('"');
+    }
+    out.append("]}").append(cert_member_).push_back('}');
     events[i]->signature = std::move(out);
   }
   return Status::Ok();

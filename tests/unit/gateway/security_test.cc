@@ -186,6 +186,27 @@ TEST(MerkleTest, RootsAndProofsFollowRfc9162) {
   }
 }
 
+// Each event's proof is its own path through the tree, whatever the tree's shape: a batch of
+// every size from 1 to 33 (full trees, and last nodes that move up without a partner).
+TEST_F(SecurityTest, EveryEventOfABatchOfAnySizeCarriesAProofThatVerifies) {
+  auto trust = Trust();
+  SecurityConfig c = Signing("ec-udms");
+  c.sign_batches = true;
+  auto signer = EventSigner::Load(c, "UDMS");
+  ASSERT_TRUE(signer.ok()) << signer.status().ToString();
+  for (int n = 1; n <= 33; ++n) {
+    std::vector<Event> events;
+    for (int i = 0; i < n; ++i) events.push_back(MakeEvent("UDMS", "UDMS-" + std::to_string(n) + "-" + std::to_string(i)));
+    std::vector<Event*> ptrs;
+    for (Event& e : events) ptrs.push_back(&e);
+    ASSERT_TRUE((*signer)->SignBatch(ptrs, "2026-11-27T03:30:00Z").ok());
+    for (const Event& e : events) {
+      VerifyVerdict v = trust->Verify(e);
+      EXPECT_TRUE(v.ok()) << "batch of " << n << ", " << e.id << ": " << v.code << " " << v.message;
+    }
+  }
+}
+
 TEST_F(SecurityTest, BatchSignaturesVerifyEachEventOnItsOwn) {
   auto trust = Trust();
   for (const char* name : {"udms", "ec-udms"}) {

@@ -12,11 +12,13 @@
 //    B044 is this data service's own DIP id; B067 from [dip] connection_type(_effective_from).
 //  - senderUniqueReference is deterministic, "S-IF-021-{10 hex of SHA-256(event id)}-{role}-
 //    {settlement date}-{MPAN}{MQID}", so a retry of the same event repeats it.
-// Thread-safety: immutable after construction.
+// Thread-safety: a mapper keeps its file's parts and reuses buffers; one thread at a time.
 #ifndef GW_ADAPTERS_IF021_H_
 #define GW_ADAPTERS_IF021_H_
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "gw/adapters/dtn_decoder.h"
 #include "mhhs/connector.h"
@@ -40,11 +42,27 @@ class If021Mapper {
 
   // Maps one D0036001 event group. On a problem with the data (a value IF-021 cannot carry, a
   // distributor with no DIP id configured) returns false and fills `error`.
+  // A mapper keeps what its file's header gives, worked out for the file's first event, and
+  // buffers it reuses: one mapper per file, used by one thread.
   bool Map(const DtnHeader& header, const DtnUnitView& unit, const std::string& origin, Event* out,
            DtnError* error) const;
 
  private:
+  // What every event of one file shares.
+  struct FileParts {
+    std::string from_mpid, to_mpid, to_role, file_id, created;  // of the header they were made for
+    std::string id_prefix, created_at, correlation_id;
+    Party sender;
+    std::vector<Party> recipients;
+    std::string head[2];  // the payload up to senderUniqueReference: active, reactive power
+    std::string middle;   // from senderTimestamp up to MPANCore's value
+  };
+  const FileParts& PartsOf(const DtnHeader& h) const;
+
   GatewayInfo gw_;
+  mutable FileParts parts_;
+  mutable std::vector<std::string_view> fields_[3];
+  mutable std::string ref_, day_json_, value_;
 };
 
 // The flow whose files map to IF-021 events.
