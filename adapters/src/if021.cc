@@ -121,11 +121,7 @@ const If021Mapper::FileParts& If021Mapper::PartsOf(const DtnHeader& h) const {
       f.to_role == h.to_role && !f.middle.empty()) {
     return f;
   }
-  f.from_mpid = h.from_mpid;
-  f.to_mpid = h.to_mpid;
-  f.to_role = h.to_role;
-  f.file_id = h.file_id;
-  f.created = h.created;
+  f.middle.clear();  // not valid again until all is worked out
   f.id_prefix = h.from_mpid + "-" + h.file_id + "-";
   f.sender = Party{h.from_mpid, gw_.dip.role, gw_.dip_id};
   f.recipients = {Party{h.to_mpid, h.to_role, ""}};
@@ -155,6 +151,11 @@ const If021Mapper::FileParts& If021Mapper::PartsOf(const DtnHeader& h) const {
   m.append(R"(,"DIPConnectionProviderID":)");
   if (gw_.dip.connection_provider_id.empty()) m.append("null"); else AppendJsonString(&m, gw_.dip.connection_provider_id);
   m.append(R"(},"M0":{"MPANCore":)");
+  f.from_mpid = h.from_mpid;
+  f.to_mpid = h.to_mpid;
+  f.to_role = h.to_role;
+  f.file_id = h.file_id;
+  f.created = h.created;
   return f;
 }
 

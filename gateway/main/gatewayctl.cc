@@ -92,6 +92,9 @@ gw::StatusOr<std::unique_ptr<gw::Journal>> OpenJournal(const Ctx& ctx, bool writ
   gw::JournalOptions o;
   o.path = cfg->journal.path;
   o.read_only = !write;
+  // A command's few writes would not pay for writing the WAL out, and would hold the daemon's
+  // commits back while doing it.
+  o.preallocate_wal = false;
   // Payloads are shown only to a user who can read the journal key; others see the rest.
   auto cipher = gw::PayloadCipher::Load(cfg->security);
   if (cipher.ok()) {

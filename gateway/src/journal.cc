@@ -236,7 +236,7 @@ Status Journal::Init() {
   UpdateUsage(w);
   auto page_size = w.QueryInt("PRAGMA page_size");
   if (page_size.ok() && *page_size > 0) checkpoint_pages_ = static_cast<int>(std::max<int64_t>(256, kCheckpointBytes / *page_size));
-  if (options_.preallocate_wal) PreallocateWal(w);
+  if (options_.preallocate_wal) GW_RETURN_IF_ERROR(PreallocateWal(w).Annotate(options_.path + ": writing the WAL out"));
   writer_db_ = std::move(db.value());
   sqlite3_wal_hook(writer_db_->raw(), &Journal::OnWalCommit, this);
   auto checkpointer = Db::Open(options_.path, false, false);
@@ -257,24 +257,25 @@ Status Journal::Init() {
   return Status::Ok();
 }
 
-void Journal::PreallocateWal(Db& w) {
+Status Journal::PreallocateWal(Db& w) {
   // A WAL that grows makes every commit's fdatasync write the file's new extents as well, and
   // the daemon starts each time with a new one (SQLite deletes it on a clean close). Written
   // out to the size it works at (twice the checkpoint threshold) before the first commit,
-  // commits only overwrite blocks the file already has. The WAL's own header says where its
-  // frames end, so zeros past them are never read as frames. Skipped when space is short: a
-  // journal close to a full disk needs the room for its data.
+  // commits only overwrite blocks the file already has. Zeros are never read as a commit:
+  // each frame carries the WAL header's salts and a checksum running on from the frame before,
+  // and recovery stops at the first frame without them. Skipped when space is short (a journal
+  // close to a full disk needs the room for its data) or the write lock is busy.
   const std::string wal = options_.path + "-wal";
   const off_t want = static_cast<off_t>(kWalPreallocBytes);
   struct statvfs fs;
   const std::string dir = wal.find('/') == std::string::npos ? "." : wal.substr(0, wal.rfind('/') + 1);
   if (::statvfs(dir.c_str(), &fs) != 0 ||
       static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize) < 4.0 * static_cast<double>(want)) {
-    return;
+    return Status::Ok();
   }
   // Under the write lock: no other connection (mhhs-gatewayctl) appends frames past the end
-  // that is being extended.
-  if (!w.Exec("BEGIN IMMEDIATE").ok()) return;
+  // that is being extended, restarts the WAL or truncates it.
+  if (!w.Exec("BEGIN IMMEDIATE").ok()) return Status::Ok();
   int fd = ::open(wal.c_str(), O_WRONLY | O_CLOEXEC);
   struct stat st;
   if (fd >= 0 && ::fstat(fd, &st) == 0 && st.st_size < want) {
@@ -289,7 +290,10 @@ void Journal::PreallocateWal(Db& w) {
     ::fdatasync(fd);
   }
   if (fd >= 0) ::close(fd);
-  (void)w.Exec("ROLLBACK");
+  Status end = w.Exec("ROLLBACK");
+  // The writer must not start inside a transaction: every BEGIN would fail.
+  if (!sqlite3_get_autocommit(w.raw())) return end.ok() ? Internal(options_.path + ": still in a transaction") : end;
+  return Status::Ok();
 }
 
 int Journal::OnWalCommit(void* self, sqlite3* db, const char*, int pages) {

@@ -56,7 +56,8 @@ struct JournalOptions {
   int64_t recent_bytes = 10 << 20;
   // Writes the WAL out to Journal::kWalPreallocBytes when opening, unless the disk has less
   // than four times that free: commits then overwrite blocks the file has instead of growing
-  // it, and its fdatasync has no new extents to write (measured in docs/performance.md).
+  // it, and its fdatasync has no new extents to write (measured in docs/performance.md). For
+  // the daemon; a short-lived writer (mhhs-gatewayctl) leaves it off.
   bool preallocate_wal = true;
 };
 
@@ -362,7 +363,7 @@ class Journal {
   // Checkpoints on their own thread and connection, when the WAL holds kCheckpointBytes.
   static constexpr int64_t kCheckpointBytes = 16 << 20;
   static_assert(kWalPreallocBytes == 2 * kCheckpointBytes, "the WAL works at about twice the checkpoint threshold");
-  void PreallocateWal(Db& w);
+  Status PreallocateWal(Db& w);
   int checkpoint_pages_ = 4000;  // kCheckpointBytes in pages of this journal's size (set once at open)
   std::atomic<int64_t> checkpoints_{0};
   static int OnWalCommit(void* self, sqlite3* db, const char* name, int pages);
