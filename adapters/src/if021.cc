@@ -46,17 +46,7 @@ class UtcStamps {
 // Appends one stamp (the file's creation time).
 void AppendUtc(int64_t t, std::string* out) { UtcStamps().Append(t, out); }
 
-// The first 10 hex digits of the SHA-256 of `s`.
-std::string Hex10(const std::string& s) {
-  static const char kHex[] = "0123456789abcdef";
-  const std::string digest = Sha256(s);
-  std::string out(10, '0');
-  for (size_t i = 0; i < 5; ++i) {
-    out[2 * i] = kHex[static_cast<unsigned char>(digest[i]) >> 4];
-    out[2 * i + 1] = kHex[static_cast<unsigned char>(digest[i]) & 15];
-  }
-  return out;
-}
+std::string Hex10(const std::string& s) { return Sha256Hex(s).substr(0, 10); }
 
 }  // namespace
 

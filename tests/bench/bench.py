@@ -11,8 +11,9 @@ store-and-forward setup a user would otherwise build, in one run on one machine.
 
 Every run is counted by the same subscriber on the backbone (bench_mqtt sub, on Paho C++).
 Latency runs from the file's rename into the inbox (gateway) or the hand-over to the client
-(limit, alternative) to receipt at the subscriber. Writes OUT/result.json, OUT/timeline-*.dat
-and OUT/delivered.png, and ends with the line
+(limit, alternative) to receipt at the subscriber. Each path's result also holds the backbone
+broker's CPU per 1 000 events (broker_cpu_s_per_1000); the gateway's, its threads' CPU.
+Writes OUT/result.json, OUT/timeline-*.dat and OUT/delivered.png, and ends with the line
   bench: gateway/limit R1, gateway/alternative R2
 
 For looking into it (environment):
