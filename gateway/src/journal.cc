@@ -1,5 +1,6 @@
 #include "gw/journal.h"
 
+#include "gw/fs.h"
 #include "gw/log.h"
 #include "mhhs/json.h"
 
@@ -268,8 +269,7 @@ Status Journal::PreallocateWal(Db& w) {
   const std::string wal = options_.path + "-wal";
   const off_t want = static_cast<off_t>(kWalPreallocBytes);
   struct statvfs fs;
-  const std::string dir = wal.find('/') == std::string::npos ? "." : wal.substr(0, wal.rfind('/') + 1);
-  if (::statvfs(dir.c_str(), &fs) != 0 ||
+  if (::statvfs(DirName(wal).c_str(), &fs) != 0 ||
       static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize) < 4.0 * static_cast<double>(want)) {
     return Status::Ok();
   }
