@@ -1,5 +1,6 @@
 #include "gw/journal.h"
 
+#include "gw/event_rows.h"
 #include "gw/fs.h"
 #include "gw/log.h"
 #include "mhhs/json.h"
@@ -238,6 +239,7 @@ Status Journal::Init() {
   auto page_size = w.QueryInt("PRAGMA page_size");
   if (page_size.ok() && *page_size > 0) checkpoint_pages_ = static_cast<int>(std::max<int64_t>(256, kCheckpointBytes / *page_size));
   if (options_.preallocate_wal) GW_RETURN_IF_ERROR(PreallocateWal(w).Annotate(options_.path + ": writing the WAL out"));
+  GW_RETURN_IF_ERROR(RegisterEventRows(w.raw()).Annotate(options_.path));
   writer_db_ = std::move(db.value());
   sqlite3_wal_hook(writer_db_->raw(), &Journal::OnWalCommit, this);
   auto checkpointer = Db::Open(options_.path, false, false);
@@ -637,6 +639,41 @@ Status LogEvent(Db& db, int64_t seq, int64_t sink_id, int64_t at, const char* wh
   return (*st)->Bind(3, at).Bind(4, std::string_view(what)).Bind(5, detail).Run();
 }
 
+// After an INSERT OR IGNORE ... SELECT FROM gw_event_rows() of `events`, which inserted
+// `inserted` rows: the seq each event got, 0 for those skipped as already journaled (or repeated
+// in the batch). The rows are inserted in the batch's order, each with a seq above `before`, the
+// largest before the statement; when none was skipped they are consecutive (AUTOINCREMENT, under
+// the write lock).
+Status SeqsOfInserted(Db& db, const std::vector<Event>& events, int64_t before, int64_t inserted,
+                      std::vector<int64_t>* seqs) {
+  seqs->assign(events.size(), 0);
+  if (inserted <= 0) return Status::Ok();
+  if (static_cast<size_t>(inserted) == events.size()) {
+    const int64_t first = sqlite3_last_insert_rowid(db.raw()) - inserted + 1;
+    for (size_t i = 0; i < events.size(); ++i) (*seqs)[i] = first + static_cast<int64_t>(i);
+    return Status::Ok();
+  }
+  // A skipped row may still have used up a seq: match the new rows to the batch, in order.
+  auto st = db.Prepare("SELECT seq, id FROM events WHERE seq > ? ORDER BY seq");
+  if (!st.ok()) return st.status();
+  (*st)->Bind(1, before);
+  size_t i = 0;
+  for (;;) {
+    auto row = (*st)->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) break;
+    const std::string_view id = (*st)->View(1);
+    while (i < events.size() && events[i].id != id) ++i;
+    if (i == events.size()) {
+      (*st)->Reset();
+      return Internal("journal: appended event " + std::string(id) + " is not in its batch");
+    }
+    (*seqs)[i++] = (*st)->Int(0);
+  }
+  (*st)->Reset();
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status Journal::Append(const std::string& source, const std::vector<Event>& events,
@@ -658,8 +695,17 @@ std::future<Status> Journal::AppendAsync(const std::string& source, const std::v
     std::vector<std::string> sealed;
     std::vector<std::string> signatures;
     std::map<std::string, std::string> new_certs;  // id -> base64
+    std::vector<std::string> recipients;           // encoded, each list once when events in a row share it
+    std::vector<size_t> recipients_of;             // per event, its index in `recipients`
   };
   auto prep = std::make_shared<Prepared>();
+  prep->recipients_of.resize(events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    if (i == 0 || events[i].recipients != events[i - 1].recipients) {
+      prep->recipients.push_back(EncodeRecipients(events[i].recipients));
+    }
+    prep->recipients_of[i] = prep->recipients.size() - 1;
+  }
   if (options_.cipher) {
     prep->sealed.reserve(events.size());
     for (const Event& e : events) prep->sealed.push_back(options_.cipher->Seal(e.payload, PayloadAad(e.id)));
@@ -702,13 +748,6 @@ std::future<Status> Journal::AppendAsync(const std::string& source, const std::v
           if (!id.ok()) return id.status();
           sinks.emplace_back(*id, t.expiry_s > 0 ? now + t.expiry_s * 1000 : 0);
         }
-        auto ins = db.Prepare(
-            "INSERT OR IGNORE INTO events(id,type,event_code,sender_mpid,sender_role,sender_dip_id,"
-            "recipients,created_at,correlation_id,payload,signature,source,origin,accepted_at) "
-            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
-        if (!ins.ok()) return ins.status();
-        auto del = db.Prepare("INSERT INTO deliveries(seq,sink_id,updated_at,expires_at) VALUES(?,?,?,?)");
-        if (!del.ok()) return del.status();
         if (!prep->new_certs.empty()) {
           auto cert = db.Prepare("INSERT OR IGNORE INTO certificates(id, pem_b64) VALUES(?,?)");
           if (!cert.ok()) return cert.status();
@@ -716,32 +755,47 @@ std::future<Status> Journal::AppendAsync(const std::string& source, const std::v
             GW_RETURN_IF_ERROR((*cert)->Reset().Bind(1, id).Bind(2, b64).Run());
           }
         }
+        // The whole batch with one statement (gw_event_rows reads it where it is): a statement
+        // per event spent more on binding and on running the statement than on the rows.
+        std::vector<EventRow> rows(events.size());
+        for (size_t i = 0; i < events.size(); ++i) {
+          rows[i] = EventRow{&events[i],
+                             prep->sealed.empty() ? std::string_view(events[i].payload) : std::string_view(prep->sealed[i]),
+                             prep->signatures[i], prep->recipients[prep->recipients_of[i]]};
+        }
+        auto before = db.QueryInt("SELECT coalesce(max(seq), 0) FROM events");
+        if (!before.ok()) return before.status();
+        auto ins = db.Prepare(
+            "INSERT OR IGNORE INTO events(id,type,event_code,sender_mpid,sender_role,sender_dip_id,"
+            "recipients,created_at,correlation_id,payload,signature,source,origin,accepted_at) "
+            "SELECT id,type,event_code,sender_mpid,sender_role,sender_dip_id,recipients,created_at,"
+            "correlation_id,payload,signature,?2,origin,?3 FROM gw_event_rows(?1)");
+        if (!ins.ok()) return ins.status();
+        Status inserted_ok = (*ins)->BindPointer(1, &rows, kEventRowsPointer).Bind(2, source).Bind(3, now).Run();
+        (*ins)->Reset();  // lets go of `rows`
+        GW_RETURN_IF_ERROR(inserted_ok);
+        std::vector<int64_t> seqs;
+        GW_RETURN_IF_ERROR(SeqsOfInserted(db, events, *before, db.Changes(), &seqs));
+        if (!sinks.empty() && std::any_of(seqs.begin(), seqs.end(), [](int64_t seq) { return seq != 0; })) {
+          auto del = db.Prepare("INSERT INTO deliveries(seq,sink_id,updated_at,expires_at) "
+                                "SELECT seq,?2,?3,?4 FROM events WHERE seq > ?1");
+          if (!del.ok()) return del.status();
+          for (const auto& [sid, expires] : sinks) {
+            GW_RETURN_IF_ERROR((*del)->Reset().Bind(1, *before).Bind(2, sid).Bind(3, now).Bind(4, expires).Run());
+          }
+        }
         std::vector<std::string_view> accepted_ids, accepted_origins;
         accepted_ids.reserve(events.size());
         accepted_origins.reserve(events.size());
         for (size_t i = 0; i < events.size(); ++i) {
-          const Event& e = events[i];
-          Stmt& st = **ins;
-          st.Reset()
-              .Bind(1, e.id).Bind(2, e.type).Bind(3, e.event_code)
-              .Bind(4, e.sender.mpid).Bind(5, e.sender.role).Bind(6, e.sender.dip_id)
-              .Bind(7, EncodeRecipients(e.recipients)).Bind(8, e.created_at).Bind(9, e.correlation_id)
-              .BindBlob(10, prep->sealed.empty() ? std::string_view(e.payload) : std::string_view(prep->sealed[i]))
-              .Bind(11, prep->signatures[i]).Bind(12, source).Bind(13, e.origin)
-              .Bind(14, now);
-          GW_RETURN_IF_ERROR(st.Run());
-          if (db.Changes() == 0) {
+          if (seqs[i] == 0) {
             ++local.duplicates;
             continue;
           }
           ++local.appended;
-          int64_t seq = sqlite3_last_insert_rowid(db.raw());
-          accepted_ids.push_back(e.id);
-          accepted_origins.push_back(e.origin);
-          if (recent) recent->by_seq.emplace_back(seq, &e);
-          for (const auto& [sid, expires] : sinks) {
-            GW_RETURN_IF_ERROR((*del)->Reset().Bind(1, seq).Bind(2, sid).Bind(3, now).Bind(4, expires).Run());
-          }
+          accepted_ids.push_back(events[i].id);
+          accepted_origins.push_back(events[i].origin);
+          if (recent) recent->by_seq.emplace_back(seqs[i], &events[i]);
         }
         GW_RETURN_IF_ERROR(AuditEvents(db, now, "accepted", source, accepted_ids, &accepted_origins, ""));
         if (!checkpoint.empty()) {

@@ -39,6 +39,12 @@ class Stmt {
     return *this;
   }
   Stmt& BindNull(int i) { sqlite3_bind_null(stmt_, i); return *this; }
+  // Binds `p` for sqlite3_value_pointer(..., type), without taking it: it must outlive every
+  // step until the next Reset() (which Db::Prepare() does) or a rebinding.
+  Stmt& BindPointer(int i, const void* p, const char* type) {
+    sqlite3_bind_pointer(stmt_, i, const_cast<void*>(p), type, nullptr);
+    return *this;
+  }
 
   // Steps once. Returns true when a row is available, false when done.
   StatusOr<bool> Step();

@@ -264,6 +264,42 @@ TEST_F(JournalTest, DuplicateIdsAreNotQueuedAgain) {
   EXPECT_EQ(*j->CountEvents(), 2);
 }
 
+// A batch goes in with one statement, which skips what is already there. Each new event must
+// still be queued under its own seq, whether it comes back from memory or is read back: the
+// skipped ones, here between and after the new ones and once within the batch itself, must not
+// shift the others.
+TEST_F(JournalTest, ABatchWithDuplicatesAmongItsEventsQueuesEachNewOneUnderItsOwnSeq) {
+  auto ev = [](const std::string& id) { return MakeEvent(id, "{\"id\":\"" + id + "\"}"); };
+  JournalOptions o;
+  o.path = dir_ / "journal.db";
+  {
+    auto j = Journal::Open(o);
+    ASSERT_TRUE(j.ok());
+    ASSERT_TRUE((*j)->Append("s", {ev("a"), ev("c")}, To({"k", "f"}), "", nullptr).ok());
+    auto batch = std::make_shared<std::vector<Event>>(
+        std::vector<Event>{ev("x"), ev("a"), ev("y"), ev("y"), ev("c"), ev("z")});
+    AppendResult r;
+    ASSERT_TRUE((*j)->AppendAsync("s", *batch, To({"k", "f"}), "", {}, &r, nullptr, batch).get().ok());
+    EXPECT_EQ(r.appended, 3);
+    EXPECT_EQ(r.duplicates, 3);
+    for (const char* sink : {"k", "f"}) {
+      std::vector<PendingDelivery> p;
+      ASSERT_TRUE((*j)->FetchPending(sink, 100, &p).ok());
+      std::string got;
+      for (const PendingDelivery& d : p) got += d.view().id + "=" + d.view().payload + (d.shared ? "* " : " ");
+      EXPECT_EQ(got, R"(a={"id":"a"} c={"id":"c"} x={"id":"x"}* y={"id":"y"}* z={"id":"z"}* )") << sink;
+    }
+  }
+  auto j = Journal::Open(o);
+  ASSERT_TRUE(j.ok());
+  std::vector<PendingDelivery> p;
+  ASSERT_TRUE((*j)->FetchPending("k", 100, &p).ok());
+  std::string got;
+  for (const PendingDelivery& d : p) got += d.view().id + "=" + d.view().payload + " ";
+  EXPECT_EQ(got, R"(a={"id":"a"} c={"id":"c"} x={"id":"x"} y={"id":"y"} z={"id":"z"} )");
+  EXPECT_EQ(*(*j)->CountEvents(), 5);
+}
+
 TEST_F(JournalTest, DeadLettersCanBeListedRetriedAndDropped) {
   auto j = Open();
   ASSERT_TRUE(j->Append("s", {MakeEvent("a"), MakeEvent("b")}, To({"k"}), "", nullptr).ok());
