@@ -619,16 +619,29 @@ void WireClient::PublishBatch(const std::vector<OutboundMessage>& messages, int 
 
 void WireClient::PublishBatch(size_t n, const MessageAt& message_at, int qos, size_t window,
                               std::chrono::seconds timeout, std::vector<Status>* results) {
-  results->assign(n, Unavailable("not sent: an earlier message of the batch failed"));
   if (fd_ < 0) {
     results->assign(n, Unavailable(Where() + ": not connected"));
     return;
   }
+  // Every message sent gets its verdict from its acknowledgement or from what ended the batch;
+  // those never sent (behind a failure) are told so on the way out. Filling every slot with
+  // that message up front cost an allocation per message.
+  results->assign(n, Status::Ok());
+  size_t next = 0;
+  struct NotSent {
+    std::vector<Status>* results;
+    const size_t& next;
+    ~NotSent() {
+      if (next == results->size()) return;
+      const Status why = Unavailable("not sent: an earlier message of the batch failed");
+      for (size_t i = next; i < results->size(); ++i) (*results)[i] = why;
+    }
+  } not_sent{results, next};
   // The broker's own limit on unconfirmed messages (MQTT 5) caps the window.
   window = std::max<size_t>(1, std::min<size_t>(window, broker_receive_maximum_));
   std::unordered_map<uint16_t, size_t> pending;  // packet id -> message index
+  pending.reserve(window);
   std::unordered_set<uint16_t> released;           // QoS 2: PUBREC came, PUBCOMP awaited
-  size_t next = 0;
   bool failed = false;
   std::string out;
   auto lose_pending = [&](const Status& why) {

@@ -328,5 +328,25 @@ TEST(MqttWireTest, AMessageRefusedByItsMakerIsSkippedAndHoldsNothingBack) {
   EXPECT_EQ(published, 3u);
 }
 
+// The broker ends the connection in the middle of a batch: whatever was not confirmed, sent or
+// not yet sent, must come back as not delivered, so that the sink offers it again. Only the
+// confirmed message counts as delivered.
+TEST(MqttWireTest, MessagesNotSentWhenTheConnectionEndsAreNotDelivered) {
+  ScriptedBroker broker([](const Packet& p) {
+    if (p.kind != 3) return std::string();
+    return p.id == 1 ? Ack(0x40, p.id) : std::string("\xE0\x00", 2);  // then DISCONNECT
+  });
+  std::vector<Status> results;
+  bool connected = true;
+  Publish(&broker, 1, 40, &results, &connected);
+  ASSERT_EQ(results.size(), 40u);
+  EXPECT_TRUE(results[0].ok()) << results[0].ToString();
+  for (size_t i = 1; i < results.size(); ++i) {
+    EXPECT_FALSE(results[i].ok()) << "message " << i << " counted as delivered";
+    EXPECT_EQ(results[i].code(), StatusCode::kUnavailable) << i << ": " << results[i].ToString();
+  }
+  EXPECT_NE(results.back().message().find("not sent"), std::string::npos) << results.back().ToString();
+}
+
 }  // namespace
 }  // namespace gw::connectors::mqtt
