@@ -673,8 +673,13 @@ void WireClient::PublishBatch(size_t n, const MessageAt& message_at, int qos, si
                                                std::to_string(m.topic.size()) + ") is larger than MQTT or this broker allows");
           continue;
         }
-        uint16_t id = next_id_++;
-        if (next_id_ == 0) next_id_ = 1;
+        // Ids wrap at 65535: one still awaiting its acknowledgement is not given out again (the
+        // window is below 65535, so a free one is always found).
+        uint16_t id = 0;
+        do {
+          id = next_id_++;
+          if (next_id_ == 0) next_id_ = 1;
+        } while (pending.count(id) > 0);
         out.push_back(static_cast<char>(qos == 2 ? 0x34 : 0x32));
         PutVarint(&out, body_len);
         PutStr(&out, m.topic);

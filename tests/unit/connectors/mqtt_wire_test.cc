@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <functional>
 #include <string>
@@ -346,6 +347,36 @@ TEST(MqttWireTest, MessagesNotSentWhenTheConnectionEndsAreNotDelivered) {
     EXPECT_EQ(results[i].code(), StatusCode::kUnavailable) << i << ": " << results[i].ToString();
   }
   EXPECT_NE(results.back().message().find("not sent"), std::string::npos) << results.back().ToString();
+}
+
+// Packet ids wrap at 65535. One still waiting for its acknowledgement must not be given to a
+// newer message: the older one would never get a verdict (and would count as delivered), and
+// its acknowledgement would settle the newer one.
+TEST(MqttWireTest, APacketIdStillInFlightIsNotReusedWhenIdsWrap) {
+  constexpr size_t kCount = 65600;
+  ScriptedBroker broker([seen = size_t{0}](const Packet& p) mutable {
+    if (p.kind != 3) return std::string();
+    ++seen;
+    if (seen == 1) return std::string();                          // the first is never acknowledged
+    if (seen == kCount) return std::string("\xE0\x00", 2);        // then DISCONNECT after the last
+    return Ack(0x40, p.id);
+  });
+  std::vector<Status> results;
+  Publish(&broker, 1, kCount, &results);
+  ASSERT_EQ(results.size(), kCount);
+  EXPECT_FALSE(results[0].ok()) << "the unacknowledged first message counted as delivered";
+  EXPECT_FALSE(results[kCount - 1].ok());
+  size_t delivered = 0;
+  for (const Status& r : results) delivered += r.ok();
+  EXPECT_EQ(delivered, kCount - 2);
+  uint16_t first_id = 0;
+  std::vector<uint16_t> ids;
+  for (const Packet& p : broker.received()) {
+    if (p.kind != 3) continue;
+    if (first_id == 0) first_id = p.id;
+    else ids.push_back(p.id);
+  }
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), first_id), 0) << "packet id " << first_id << " given out again";
 }
 
 }  // namespace
