@@ -22,6 +22,7 @@ int Connect(sqlite3* db, void*, int, const char* const*, sqlite3_vtab** out, cha
                                 "CREATE TABLE x(id, type, event_code, sender_mpid, sender_role, sender_dip_id, "
                                 "recipients, created_at, correlation_id, payload, signature, origin, rows HIDDEN)");
   if (rc != SQLITE_OK) return rc;
+  sqlite3_vtab_config(db, SQLITE_VTAB_DIRECTONLY);  // not from triggers or views
   auto* vtab = static_cast<sqlite3_vtab*>(sqlite3_malloc(sizeof(sqlite3_vtab)));
   if (vtab == nullptr) return SQLITE_NOMEM;
   *vtab = sqlite3_vtab{};
@@ -34,8 +35,10 @@ int Disconnect(sqlite3_vtab* vtab) {
   return SQLITE_OK;
 }
 
-// Only a scan with the rows given: gw_event_rows(?).
+// Only a scan with the rows given: gw_event_rows(?). It goes in the vector's order, which is
+// the rowid's, so an ORDER BY rowid costs nothing.
 int BestIndex(sqlite3_vtab*, sqlite3_index_info* info) {
+  if (info->nOrderBy == 1 && info->aOrderBy[0].iColumn == -1 && !info->aOrderBy[0].desc) info->orderByConsumed = 1;
   for (int i = 0; i < info->nConstraint; ++i) {
     const auto& c = info->aConstraint[i];
     if (c.iColumn != kRows || c.op != SQLITE_INDEX_CONSTRAINT_EQ) continue;
@@ -78,8 +81,10 @@ int Eof(sqlite3_vtab_cursor* base) {
   return cursor->rows == nullptr || cursor->at >= cursor->rows->size();
 }
 
+// Empty text stays text: a null pointer would make it NULL, which the NOT NULL columns refuse
+// and INSERT OR IGNORE would skip as if a duplicate.
 void Text(sqlite3_context* ctx, std::string_view v) {
-  sqlite3_result_text(ctx, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+  sqlite3_result_text(ctx, v.empty() ? "" : v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
 }
 
 int ColumnValue(sqlite3_vtab_cursor* base, sqlite3_context* ctx, int column) {
@@ -97,7 +102,8 @@ int ColumnValue(sqlite3_vtab_cursor* base, sqlite3_context* ctx, int column) {
     case kCreatedAt: Text(ctx, e.created_at); break;
     case kCorrelationId: Text(ctx, e.correlation_id); break;
     case kPayload:
-      sqlite3_result_blob(ctx, row.payload.data(), static_cast<int>(row.payload.size()), SQLITE_STATIC);
+      sqlite3_result_blob(ctx, row.payload.empty() ? "" : row.payload.data(), static_cast<int>(row.payload.size()),
+                          SQLITE_STATIC);
       break;
     case kSignature: Text(ctx, row.signature); break;
     case kOrigin: Text(ctx, e.origin); break;
@@ -111,13 +117,24 @@ int Rowid(sqlite3_vtab_cursor* base, sqlite3_int64* rowid) {
   return SQLITE_OK;
 }
 
-// Eponymous only (no xCreate): usable as gw_event_rows(?) without CREATE VIRTUAL TABLE.
-const sqlite3_module kModule = {
-    /*iVersion=*/0, /*xCreate=*/nullptr, Connect, BestIndex, Disconnect, /*xDestroy=*/nullptr,
-    Open, Close, Filter, Next, Eof, ColumnValue, Rowid,
-    /*xUpdate=*/nullptr, /*xBegin=*/nullptr, /*xSync=*/nullptr, /*xCommit=*/nullptr, /*xRollback=*/nullptr,
-    /*xFindFunction=*/nullptr, /*xRename=*/nullptr, /*xSavepoint=*/nullptr, /*xRelease=*/nullptr,
-    /*xRollbackTo=*/nullptr, /*xShadowName=*/nullptr};
+// Eponymous only (no xCreate): usable as gw_event_rows(?) without CREATE VIRTUAL TABLE. Set
+// field by field, so that the members later SQLite versions add stay null.
+sqlite3_module MakeModule() {
+  sqlite3_module m{};
+  m.xConnect = Connect;
+  m.xBestIndex = BestIndex;
+  m.xDisconnect = Disconnect;
+  m.xOpen = Open;
+  m.xClose = Close;
+  m.xFilter = Filter;
+  m.xNext = Next;
+  m.xEof = Eof;
+  m.xColumn = ColumnValue;
+  m.xRowid = Rowid;
+  return m;
+}
+
+const sqlite3_module kModule = MakeModule();
 
 }  // namespace
 

@@ -639,11 +639,11 @@ Status LogEvent(Db& db, int64_t seq, int64_t sink_id, int64_t at, const char* wh
   return (*st)->Bind(3, at).Bind(4, std::string_view(what)).Bind(5, detail).Run();
 }
 
-// After an INSERT OR IGNORE ... SELECT FROM gw_event_rows() of `events`, which inserted
-// `inserted` rows: the seq each event got, 0 for those skipped as already journaled (or repeated
-// in the batch). The rows are inserted in the batch's order, each with a seq above `before`, the
-// largest before the statement; when none was skipped they are consecutive (AUTOINCREMENT, under
-// the write lock).
+// After an INSERT OR IGNORE ... SELECT FROM gw_event_rows() ... ORDER BY rowid of `events`,
+// which inserted `inserted` rows: the seq each event got, 0 for those skipped as already
+// journaled (or repeated in the batch). The rows are inserted in the batch's order, each with a
+// seq above `before`, the largest before the statement; when none was skipped they are
+// consecutive (AUTOINCREMENT, under the write lock).
 Status SeqsOfInserted(Db& db, const std::vector<Event>& events, int64_t before, int64_t inserted,
                       std::vector<int64_t>* seqs) {
   seqs->assign(events.size(), 0);
@@ -769,7 +769,7 @@ std::future<Status> Journal::AppendAsync(const std::string& source, const std::v
             "INSERT OR IGNORE INTO events(id,type,event_code,sender_mpid,sender_role,sender_dip_id,"
             "recipients,created_at,correlation_id,payload,signature,source,origin,accepted_at) "
             "SELECT id,type,event_code,sender_mpid,sender_role,sender_dip_id,recipients,created_at,"
-            "correlation_id,payload,signature,?2,origin,?3 FROM gw_event_rows(?1)");
+            "correlation_id,payload,signature,?2,origin,?3 FROM gw_event_rows(?1) ORDER BY rowid");
         if (!ins.ok()) return ins.status();
         Status inserted_ok = (*ins)->BindPointer(1, &rows, kEventRowsPointer).Bind(2, source).Bind(3, now).Run();
         (*ins)->Reset();  // lets go of `rows`

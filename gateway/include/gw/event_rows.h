@@ -7,8 +7,8 @@
 //   (*st)->BindPointer(1, &rows, kEventRowsPointer);
 //
 // Columns: id, type, event_code, sender_mpid, sender_role, sender_dip_id, recipients,
-// created_at, correlation_id, payload, signature, origin. The rows come out in the vector's
-// order, and SQLite reads their bytes where they are (no copy until it builds the record), so
+// created_at, correlation_id, payload, signature, origin; the rowid is the index in the vector.
+// The rows come out in the vector's order (ORDER BY rowid is free), and SQLite reads their bytes where they are (no copy until it builds the record), so
 // the vector and everything its rows point at must outlive the statement's step. Bound to
 // anything but a `const std::vector<EventRow>*` of that pointer type, the table is empty.
 #ifndef GW_EVENT_ROWS_H_
