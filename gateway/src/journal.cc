@@ -774,9 +774,10 @@ std::future<Status> Journal::AppendAsync(const std::string& source, const std::v
         Status inserted_ok = (*ins)->BindPointer(1, &rows, kEventRowsPointer).Bind(2, source).Bind(3, now).Run();
         (*ins)->Reset();  // lets go of `rows`
         GW_RETURN_IF_ERROR(inserted_ok);
+        const int64_t inserted = db.Changes();
         std::vector<int64_t> seqs;
-        GW_RETURN_IF_ERROR(SeqsOfInserted(db, events, *before, db.Changes(), &seqs));
-        if (!sinks.empty() && std::any_of(seqs.begin(), seqs.end(), [](int64_t seq) { return seq != 0; })) {
+        GW_RETURN_IF_ERROR(SeqsOfInserted(db, events, *before, inserted, &seqs));
+        if (!sinks.empty() && inserted > 0) {
           auto del = db.Prepare("INSERT INTO deliveries(seq,sink_id,updated_at,expires_at) "
                                 "SELECT seq,?2,?3,?4 FROM events WHERE seq > ?1");
           if (!del.ok()) return del.status();
