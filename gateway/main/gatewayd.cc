@@ -117,6 +117,7 @@ int main(int argc, char** argv) {
   jopts.high_water_pct = config->journal.high_water_pct;
   jopts.low_water_pct = config->journal.low_water_pct;
   jopts.cipher = (*security)->cipher;
+  jopts.handoff_patience = std::chrono::milliseconds(config->journal.handoff_patience_ms);
   auto journal = gw::Journal::Open(jopts);
   if (!journal.ok()) return Fail(log, EX_IOERR, journal.status().message());
 

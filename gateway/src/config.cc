@@ -260,11 +260,14 @@ StatusOr<GatewayConfig> ParseConfig(const std::string& text, const std::string& 
       if (!retention.ok()) return retention.status();
       auto prune = sec.GetInt("prune_interval_s", 300, 1, 86400);
       if (!prune.ok()) return prune.status();
+      auto patience = sec.GetInt("handoff_patience_ms", 50, 0, 10000);
+      if (!patience.ok()) return patience.status();
       cfg.journal.max_bytes = *max_bytes;
       cfg.journal.high_water_pct = static_cast<int>(*high);
       cfg.journal.low_water_pct = static_cast<int>(*low);
       cfg.journal.retention_days = static_cast<int>(*retention);
       cfg.journal.prune_interval_s = static_cast<int>(*prune);
+      cfg.journal.handoff_patience_ms = static_cast<int>(*patience);
       GW_RETURN_IF_ERROR(sec.CheckAllUsed());
     } else if (name.rfind("source.", 0) == 0 || name.rfind("sink.", 0) == 0) {
       bool is_source = name[1] == 'o';

@@ -1055,6 +1055,42 @@ void Journal::NoteHandedThrough(const std::vector<PendingDelivery>& fetched) {
   int64_t last = fetched.back().seq, seen = handed_through_.load();
   while (last > seen && !handed_through_.compare_exchange_weak(seen, last)) {
   }
+  if (last <= seen) return;  // nothing new: a sink reading older rows again is not catching up
+  {
+    std::lock_guard<std::mutex> lock(recent_mu_);
+    last_handover_ = std::chrono::steady_clock::now();
+  }
+  handover_cv_.notify_all();
+}
+
+bool Journal::SinksBehindLocked(std::chrono::steady_clock::time_point now) const {
+  if (options_.handoff_patience.count() <= 0 || options_.recent_bytes <= 0) return false;
+  if (now - last_handover_ >= options_.handoff_patience) return false;
+  // Seqs ascend along recent_: the appends not yet handed over are at its end.
+  const int64_t handed = handed_through_.load();
+  int64_t waiting = 0;
+  for (auto it = recent_.rbegin(); it != recent_.rend() && (*it)->by_seq.front().first > handed; ++it) {
+    waiting += (*it)->bytes;
+  }
+  // Half: the appends still in the sources' hands (signed, committing) need room too, or the
+  // newest would be dropped from memory before a sink came to it.
+  return waiting > options_.recent_bytes / 2;
+}
+
+bool Journal::SinksBehind() {
+  std::lock_guard<std::mutex> lock(recent_mu_);
+  return SinksBehindLocked(std::chrono::steady_clock::now());
+}
+
+void Journal::WaitForSinks(std::chrono::milliseconds at_most) {
+  const auto end = std::chrono::steady_clock::now() + at_most;
+  std::unique_lock<std::mutex> lock(recent_mu_);
+  // Each hand-over moves the deadline on: the wait lasts while a sink keeps taking events and
+  // is still behind, and ends handoff_patience after the last time one took any.
+  for (auto now = std::chrono::steady_clock::now(); now < end && SinksBehindLocked(now);
+       now = std::chrono::steady_clock::now()) {
+    handover_cv_.wait_until(lock, std::min(end, last_handover_ + options_.handoff_patience));
+  }
 }
 
 Status Journal::FetchPending(const std::string& sink, int limit, std::vector<PendingDelivery>* out, int64_t after_seq) {

@@ -191,6 +191,8 @@ Status Pipeline::MakeSource(const ConnectorConfig& c, std::unique_ptr<SourceSlot
   slot->ingested = &metrics_->CounterFor("mhhs_gateway_events_ingested_total", "Events accepted into the journal, per source", {{"source", c.name}});
   slot->duplicates = &metrics_->CounterFor("mhhs_gateway_events_duplicate_total", "Events already in the journal, per source", {{"source", c.name}});
   slot->commit_failures = &metrics_->CounterFor("mhhs_gateway_commit_failures_total", "Batches the journal could not commit, per source", {{"source", c.name}});
+  slot->waited_for_sinks = &metrics_->CounterFor("mhhs_gateway_source_waited_for_sinks_seconds_total",
+                                                 "Time a source held back new input while a sink caught up, per source", {{"source", c.name}});
   // `origin`, a core key read before the connector checks its section: an inbox that
   // receives other participants' files is the market, and its events are verified.
   std::string origin = c.section.GetString("origin", "");
@@ -426,7 +428,16 @@ void Pipeline::RunSource(SourceSlot* slot) {
     if (paused) log.Notice("resumed: the journal is below its low water mark");
     paused = false;
     bool took = false;
-    if (hand.size() < depth) {
+    // A sink that keeps up but has fallen behind is let catch up before more input is taken
+    // (Journal::SinksBehind()); what is in hand still goes through meanwhile.
+    const bool sinks_behind = journal_->SinksBehind();
+    if (sinks_behind && hand.empty()) {
+      const auto began = std::chrono::steady_clock::now();
+      journal_->WaitForSinks(std::chrono::milliseconds(200));
+      slot->waited_for_sinks->Increment(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
+      continue;
+    }
+    if (hand.size() < depth && !sinks_behind) {
       SourceBatch batch;
       StatusOr<bool> polled = false;
       try {

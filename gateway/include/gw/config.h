@@ -34,6 +34,7 @@ struct JournalConfig {
   int low_water_pct = 80;
   int retention_days = 28;
   int prune_interval_s = 300;
+  int handoff_patience_ms = 50;  // 0: sources never wait for the sinks
 };
 
 struct ConnectorConfig {

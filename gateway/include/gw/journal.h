@@ -54,6 +54,9 @@ struct JournalOptions {
   // sink close behind takes them from there instead of reading them back (AppendAsync() with
   // `keep`). When full, what the sinks were handed is dropped first, else the newest. 0: none.
   int64_t recent_bytes = 10 << 20;
+  // How long after a sink last took events the sources still wait for it when it falls behind
+  // (SinksBehind()); 0: they never wait.
+  std::chrono::milliseconds handoff_patience{50};
   // Writes the WAL out to Journal::kWalPreallocBytes when opening, unless the disk has less
   // than four times that free: commits then overwrite blocks the file has instead of growing
   // it, and its fdatasync has no new extents to write (measured in docs/performance.md). For
@@ -283,6 +286,18 @@ class Journal {
   int64_t EventsFromMemory() const { return from_memory_.load(); }
   int64_t EventsReadBack() const { return read_back_.load(); }
 
+  // Flow control between the sources and the sinks, through the memory above. True while the
+  // committed appends no sink has taken yet fill more than half of recent_bytes and a sink
+  // took events within the last handoff_patience: a sink is keeping up, only behind. A source
+  // then takes no more input until it catches up, so that what it delivers comes from memory
+  // rather than read back from disk (docs/architecture.md). A sink that has stopped taking
+  // (the broker down, a slow far side) holds nothing back: after handoff_patience the sources
+  // go on at full speed and the journal stores what comes, as ever.
+  bool SinksBehind();
+  // Waits while SinksBehind(), `at_most` at the longest: until a sink takes more, or
+  // handoff_patience after one last did.
+  void WaitForSinks(std::chrono::milliseconds at_most);
+
  private:
   // The events of one committed append, as FetchPending() may take them from memory.
   struct RecentAppend {
@@ -315,6 +330,8 @@ class Journal {
   void Remember(std::shared_ptr<RecentAppend> append);
   // Raises handed_through_ to the last seq of what FetchPending() hands over.
   void NoteHandedThrough(const std::vector<PendingDelivery>& fetched);
+  // Under recent_mu_: SinksBehind() as of `now`.
+  bool SinksBehindLocked(std::chrono::steady_clock::time_point now) const;
   // Writes an audit entry for each rejection and keeps the quarantined ones (writer thread).
   Status WriteRejections(Db& db, const std::string& source, const std::vector<Rejection>& rejections, int64_t now);
   void WriterLoop();
@@ -382,6 +399,9 @@ class Journal {
   std::deque<std::shared_ptr<const RecentAppend>> recent_;
   int64_t recent_bytes_ = 0;
   std::atomic<int64_t> handed_through_{0};  // the highest seq FetchPending() has handed over
+  // When handed_through_ last rose, and the sources waiting for it (WaitForSinks()).
+  std::chrono::steady_clock::time_point last_handover_;
+  std::condition_variable handover_cv_;
   std::atomic<int64_t> from_memory_{0};
   std::atomic<int64_t> read_back_{0};
 };

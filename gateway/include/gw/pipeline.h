@@ -128,6 +128,7 @@ class Pipeline {
     Counter* ingested = nullptr;
     Counter* duplicates = nullptr;
     Counter* commit_failures = nullptr;
+    Counter* waited_for_sinks = nullptr;
     bool market = false;         // its events come from the market: verified, not signed
     bool authenticated = false;  // ... and the source authenticated them itself (entitlements only)
     RateLimiter rejection_log{std::chrono::seconds(10)};

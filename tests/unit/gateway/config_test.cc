@@ -63,6 +63,22 @@ TEST(ConfigTest, UnknownKeyInCoreSectionIsRejected) {
   EXPECT_EQ(c.status().message(), "gw.ini:6: [journal] paht: unknown key");
 }
 
+TEST(ConfigTest, HandoffPatienceIsReadAndChecked) {
+  auto c = ParseConfig(kConfig, "gw.ini");
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->journal.handoff_patience_ms, 50);
+  std::string off = kConfig;
+  off.replace(off.find("[journal]\n"), 10, "[journal]\nhandoff_patience_ms = 0\n");
+  c = ParseConfig(off, "gw.ini");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->journal.handoff_patience_ms, 0);
+  std::string bad = kConfig;
+  bad.replace(bad.find("[journal]\n"), 10, "[journal]\nhandoff_patience_ms = -5\n");
+  c = ParseConfig(bad, "gw.ini");
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("gw.ini:6: [journal] handoff_patience_ms"), std::string::npos) << c.status().message();
+}
+
 TEST(ConfigTest, RouteToMissingSinkIsRejected) {
   std::string bad = kConfig;
   bad.replace(bad.find("to = backbone"), 13, "to = backbon");

@@ -6,6 +6,7 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -191,6 +192,110 @@ TEST_F(JournalTest, AKeptAppendCountsItsDuplicatesToo) {
   std::string got;
   for (const PendingDelivery& d : p) got += d.view().id + (d.shared ? "* " : " ");
   EXPECT_EQ(got, "a1* a2* a3* b1 ") << "the second append, holding four events, did not fit beside the first";
+}
+
+// Flow control: the sources wait for a sink that is taking events but has fallen behind by
+// half the memory, and not for one that has stopped taking them.
+TEST_F(JournalTest, SinksAreBehindWhileOneThatIsTakingEventsLagsByHalfTheMemory) {
+  JournalOptions o;
+  o.path = dir_ / "journal.db";
+  o.recent_bytes = 40000;                           // half: about five appends of one 4 kB event
+  o.handoff_patience = std::chrono::milliseconds(300);
+  auto j = Journal::Open(o);
+  ASSERT_TRUE(j.ok());
+  int n = 0;
+  auto append = [&] {
+    auto events = std::make_shared<std::vector<Event>>();
+    events->push_back(MakeEvent("e" + std::to_string(++n), "{\"pad\":\"" + std::string(4000, 'x') + "\"}"));
+    AppendResult r;
+    ASSERT_TRUE((*j)->AppendAsync("inbox", *events, To({"mqtt"}), "", {}, &r, nullptr, events).get().ok());
+  };
+  for (int i = 0; i < 8; ++i) append();
+  // No sink has taken anything yet: nothing to wait for.
+  EXPECT_FALSE((*j)->SinksBehind());
+  std::vector<PendingDelivery> taken;
+  ASSERT_TRUE((*j)->FetchPending("mqtt", 1, &taken).ok());
+  EXPECT_TRUE((*j)->SinksBehind()) << "seven appends of about 4.4 kB not taken, a sink taking them";
+  ASSERT_TRUE((*j)->FetchPending("mqtt", 3, &taken, taken.back().seq).ok());
+  EXPECT_FALSE((*j)->SinksBehind()) << "four not taken: within half the memory";
+  append();
+  append();
+  EXPECT_TRUE((*j)->SinksBehind());
+  // The sink stops taking: after handoff_patience it holds nothing back.
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_FALSE((*j)->SinksBehind());
+  // A sink reading older rows again (a rescan from the start) is not catching up.
+  std::vector<PendingDelivery> again;
+  ASSERT_TRUE((*j)->FetchPending("mqtt", 2, &again).ok());
+  EXPECT_FALSE((*j)->SinksBehind());
+  // Taking new events counts again.
+  ASSERT_TRUE((*j)->FetchPending("mqtt", 1, &taken, taken.back().seq).ok());
+  EXPECT_TRUE((*j)->SinksBehind());
+}
+
+TEST_F(JournalTest, WithoutPatienceTheSourcesNeverWaitForTheSinks) {
+  JournalOptions o;
+  o.path = dir_ / "journal.db";
+  o.recent_bytes = 40000;
+  o.handoff_patience = std::chrono::milliseconds(0);
+  auto j = Journal::Open(o);
+  ASSERT_TRUE(j.ok());
+  for (int i = 0; i < 8; ++i) {
+    auto events = std::make_shared<std::vector<Event>>(1, MakeEvent("e" + std::to_string(i), "{\"pad\":\"" + std::string(4000, 'x') + "\"}"));
+    AppendResult r;
+    ASSERT_TRUE((*j)->AppendAsync("inbox", *events, To({"mqtt"}), "", {}, &r, nullptr, events).get().ok());
+  }
+  std::vector<PendingDelivery> taken;
+  ASSERT_TRUE((*j)->FetchPending("mqtt", 1, &taken).ok());
+  EXPECT_FALSE((*j)->SinksBehind());
+}
+
+TEST_F(JournalTest, WaitingForTheSinksEndsWhenOneCatchesUpOrStopsTakingEvents) {
+  JournalOptions o;
+  o.path = dir_ / "journal.db";
+  o.recent_bytes = 40000;
+  o.handoff_patience = std::chrono::milliseconds(250);
+  auto j = Journal::Open(o);
+  ASSERT_TRUE(j.ok());
+  for (int i = 0; i < 8; ++i) {
+    auto events = std::make_shared<std::vector<Event>>(1, MakeEvent("e" + std::to_string(i), "{\"pad\":\"" + std::string(4000, 'x') + "\"}"));
+    AppendResult r;
+    ASSERT_TRUE((*j)->AppendAsync("inbox", *events, To({"mqtt"}), "", {}, &r, nullptr, events).get().ok());
+  }
+  std::vector<PendingDelivery> taken;
+  ASSERT_TRUE((*j)->FetchPending("mqtt", 1, &taken).ok());
+  ASSERT_TRUE((*j)->SinksBehind());
+  // A sink that keeps taking, one event every 150 ms (within the 250 ms patience), until it has
+  // caught up: the wait lasts until then, past the patience counted from the first take. (A
+  // fourth take comes much later.)
+  std::atomic<int> takes{0};
+  std::thread sink([&] {
+    std::vector<PendingDelivery> more = taken;
+    for (int i = 0; i < 4; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(i < 3 ? 150 : 1000));
+      ASSERT_TRUE((*j)->FetchPending("mqtt", 1, &more, more.back().seq).ok());
+      takes.fetch_add(1);
+    }
+  });
+  (*j)->WaitForSinks(std::chrono::seconds(30));
+  const int seen = takes.load();
+  sink.join();
+  EXPECT_EQ(seen, 3) << "the wait ended when three more of the seven were taken (four left: within half)";
+  EXPECT_FALSE((*j)->SinksBehind());
+  // Behind again after one more take, and then no sink takes anything: the wait ends
+  // handoff_patience after that take, well before `at_most`.
+  for (int i = 8; i < 12; ++i) {
+    auto events = std::make_shared<std::vector<Event>>(1, MakeEvent("e" + std::to_string(i), "{\"pad\":\"" + std::string(4000, 'x') + "\"}"));
+    AppendResult r;
+    ASSERT_TRUE((*j)->AppendAsync("inbox", *events, To({"mqtt"}), "", {}, &r, nullptr, events).get().ok());
+  }
+  std::vector<PendingDelivery> six;  // one more than the sink had: e0 to e5
+  ASSERT_TRUE((*j)->FetchPending("mqtt", 6, &six).ok());
+  ASSERT_TRUE((*j)->SinksBehind());
+  const auto began = std::chrono::steady_clock::now();
+  (*j)->WaitForSinks(std::chrono::seconds(60));
+  EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(30)) << "waited for at_most, not the patience";
+  EXPECT_FALSE((*j)->SinksBehind());
 }
 
 TEST_F(JournalTest, AppendedEventsComeBackPendingInOrderForEachSink) {

@@ -133,7 +133,7 @@ class PipelineTest : public ::testing::Test {
     ASSERT_TRUE(registry_.RegisterSink("fake", [this](const ConnectorContext&) -> StatusOr<std::unique_ptr<Sink>> {
       return std::unique_ptr<Sink>(new FakeSink(&state_));
     }).ok());
-    JournalOptions jo;
+    JournalOptions jo = journal_options_;
     jo.path = config_.journal.path;
     auto j = Journal::Open(jo);
     ASSERT_TRUE(j.ok());
@@ -173,6 +173,7 @@ class PipelineTest : public ::testing::Test {
   }
 
   gw::testing::TempDir dir_;
+  JournalOptions journal_options_;  // the path is set by Run()
   GatewayConfig config_;
   Registry registry_;
   FakeState state_;
@@ -387,6 +388,55 @@ TEST_F(PipelineTest, NothingIsCommittedAfterAPipelinedBatchThatFailed) {
   EXPECT_EQ(state_.acked, (std::vector<std::string>{"f1", "f2", "f3"}));
   EXPECT_EQ(state_.delivered, (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_EQ(*journal_->GetCheckpoint("in"), "cp3");
+}
+
+// Flow control (Journal::SinksBehind()): a sink that takes events but has fallen behind gets
+// the events it comes to from memory, because the source waits for it instead of running so
+// far ahead that the newest are dropped from memory and read back later.
+TEST_F(PipelineTest, ASourceWaitsForASinkThatIsTakingEventsButBehind) {
+  journal_options_.recent_bytes = 40000;  // about eight 4 kB events
+  journal_options_.handoff_patience = std::chrono::seconds(5);
+  state_.hints.max_batch = 1;
+  state_.deliver_sleep_ms = 20;
+  const std::string pad(4000, 'x');
+  for (int i = 0; i < 30; ++i) {
+    SourceBatch b = Batch("f" + std::to_string(i), {"e" + std::to_string(i)});
+    b.events[0].payload = "{\"pad\":\"" + pad + "\"}";
+    std::lock_guard<std::mutex> l(state_.mu);
+    state_.to_emit.push_back(std::move(b));
+  }
+  Run();
+  ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 30; }, std::chrono::seconds(30)));
+  pipeline_->Stop(std::chrono::seconds(1));
+  EXPECT_EQ(journal_->EventsReadBack(), 0) << "the source ran ahead of the sink by more than the memory";
+  EXPECT_EQ(journal_->EventsFromMemory(), 30);
+  for (int i = 0; i < 30; ++i) EXPECT_EQ(state_.delivered[static_cast<size_t>(i)], "e" + std::to_string(i));
+}
+
+// ... and a sink that has stopped taking events holds the source back no longer than the
+// patience: store-and-forward takes in everything while the far side is away.
+TEST_F(PipelineTest, ASinkThatStopsTakingEventsHoldsNoSourceBack) {
+  journal_options_.recent_bytes = 40000;
+  journal_options_.handoff_patience = std::chrono::milliseconds(200);
+  state_.hints.max_batch = 1;
+  state_.wedge = true;  // the sink takes the first event and then hangs in Deliver()
+  const std::string pad(4000, 'x');
+  for (int i = 0; i < 30; ++i) {
+    SourceBatch b = Batch("f" + std::to_string(i), {"e" + std::to_string(i)});
+    b.events[0].payload = "{\"pad\":\"" + pad + "\"}";
+    std::lock_guard<std::mutex> l(state_.mu);
+    state_.to_emit.push_back(std::move(b));
+  }
+  Run();
+  ASSERT_TRUE(gw::testing::WaitFor([&] {
+    std::lock_guard<std::mutex> l(state_.mu);
+    return state_.acked.size() == 30;
+  }, std::chrono::seconds(20))) << "the source waited for a sink that was not taking events";
+  EXPECT_EQ(Delivered(), 0u);
+  state_.wedge = false;
+  ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 30; }, std::chrono::seconds(20)));
+  pipeline_->Stop(std::chrono::seconds(1));
+  for (int i = 0; i < 30; ++i) EXPECT_EQ(state_.delivered[static_cast<size_t>(i)], "e" + std::to_string(i));
 }
 
 TEST(RegistryTest, UnknownTypeListsTheKnownOnes) {
