@@ -123,6 +123,35 @@ TEST(If021Test, PayloadsPassTheDipSchema) {
   EXPECT_NE(out.find("3 valid, 0 invalid IF-021 payloads"), std::string::npos) << out;
 }
 
+// The periods are written into room worked out from the records: values of every width, from
+// one digit to the longest IF-021 carries, come out whole and in order on a 50-period day.
+TEST(If021Test, ValuesOfEveryWidthAreWrittenWhole) {
+  const std::vector<std::pair<std::string, std::string>> forms = {
+      {"1", "1.000"}, {"0.5", "0.500"}, {"-0.0004", "0.000"}, {"9.9995", "10.000"},
+      {"-123456789.999", "-123456789.999"}, {"99999999.9995", "100000000.000"}, {"123456789.123", "123456789.123"}, {"0.250", "0.250"}};
+  std::string text = "ZHV|0000000036|D0036001|C|UDMS|X|MRCY|20261026080000||||OPER|\n101|1900000000017|AI|MRCY|\n"
+                     "102|20261025|\n";
+  std::vector<std::string> want;
+  for (int i = 0; i < 50; ++i) {
+    const auto& [raw, formatted] = forms[static_cast<size_t>(i) % forms.size()];
+    text += "103|A|" + raw + "|\n";
+    want.push_back(formatted);
+  }
+  text += "ZPT|0000000036|52||1|20261026080001|\n";
+  std::vector<Event> events;
+  DtnResult r = Map(text, &events);
+  ASSERT_TRUE(r.ok()) << r.errors[0].message;
+  ASSERT_EQ(events.size(), 1u);
+  const std::string& p = events[0].payload;
+  std::vector<std::string> got;
+  for (size_t at = p.find(R"("v":")"); at != std::string::npos; at = p.find(R"("v":")", at + 1)) {
+    got.push_back(p.substr(at + 5, p.find('"', at + 5) - at - 5));
+  }
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(p.substr(p.size() - 6), "]}]}}}");
+  EXPECT_EQ(Sps(p).size(), 50u);
+}
+
 TEST(If021Test, SameFileGivesSameBytesAndReferences) {
   std::vector<Event> a, b;
   ASSERT_TRUE(Map(D0036({{"20260715", 48}}), &a).ok());
