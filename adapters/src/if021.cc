@@ -25,6 +25,19 @@ void Put2(char* p, int v) { p[0] = static_cast<char>('0' + v / 10); p[1] = stati
 class UtcStamps {
  public:
   void Append(int64_t t, std::string* out) {
+    Set(t);
+    out->append(b_, sizeof b_);
+  }
+  // The same, written at `w`; returns the end.
+  char* Write(int64_t t, char* w) {
+    Set(t);
+    std::memcpy(w, b_, sizeof b_);
+    return w + sizeof b_;
+  }
+  static constexpr size_t kSize = 25;
+
+ private:
+  void Set(int64_t t) {
     const int64_t days = t >= 0 ? t / 86400 : (t - 86399) / 86400;
     if (days != days_) {
       int y, m, d;
@@ -36,20 +49,8 @@ class UtcStamps {
     }
     const int secs = static_cast<int>(t - days * 86400);
     Put2(b_ + 11, secs / 3600); Put2(b_ + 14, secs / 60 % 60); Put2(b_ + 17, secs % 60);
-    out->append(b_, sizeof b_);
   }
-  // The same, written at `w`; returns the end.
-  char* Write(int64_t t, char* w) {
-    std::string unused;
-    if ((t >= 0 ? t / 86400 : (t - 86399) / 86400) != days_) Append(t, &unused);
-    const int secs = static_cast<int>(t - days_ * 86400);
-    Put2(b_ + 11, secs / 3600); Put2(b_ + 14, secs / 60 % 60); Put2(b_ + 17, secs % 60);
-    std::memcpy(w, b_, sizeof b_);
-    return w + sizeof b_;
-  }
-  static constexpr size_t kSize = 25;
 
- private:
   int64_t days_ = INT64_MIN;
   char b_[25];
 };
@@ -263,8 +264,8 @@ bool If021Mapper::Map(const DtnHeader& h, const DtnUnitView& unit, const std::st
       *error = DtnError{rec.line, "103 consumption: IF-021 carries at most 9 integer digits (" + std::string(f103[2]) + ")"};
       return false;
     }
-    // Never past the end, whatever the records hold: the bound above is checked, not trusted
-    // (If021Test.ValuesOfEveryWidthAreWrittenWhole).
+    // Never past the end, whatever the records hold: the bound above is checked, not trusted.
+    // (The longest values are within it: If021Test.ValuesOfEveryWidthAreWrittenWhole.)
     const size_t need = kNextDay.size() + day_json.size() + 1 + kSp.size() + UtcStamps::kSize + kV.size() + v.size() +
                         kQ.size() + f103[1].size() + kTail.size();
     if (static_cast<size_t>(p.data() + p.size() - w) < need) {

@@ -304,8 +304,11 @@ Status Pipeline::Reload(std::unique_ptr<GatewayConfig> next, std::vector<std::st
   const GatewayConfig& old = *config_;
   const GatewayConfig& now = *next;
   auto note = [&](const std::string& n) { if (notes) notes->push_back(n); };
-  if (old.journal.path != now.journal.path || old.journal.max_bytes != now.journal.max_bytes ||
-      old.journal.retention_days != now.journal.retention_days) {
+  const JournalConfig& oj = old.journal;
+  const JournalConfig& nj = now.journal;
+  if (oj.path != nj.path || oj.max_bytes != nj.max_bytes || oj.high_water_pct != nj.high_water_pct ||
+      oj.low_water_pct != nj.low_water_pct || oj.retention_days != nj.retention_days ||
+      oj.prune_interval_s != nj.prune_interval_s || oj.handoff_patience_ms != nj.handoff_patience_ms) {
     note("[journal] changed: takes effect after a restart");
   }
   if (old.gateway.participant_mpid != now.gateway.participant_mpid || old.gateway.environment != now.gateway.environment ||
@@ -414,6 +417,9 @@ void Pipeline::RunSource(SourceSlot* slot) {
   int failures = 0;
   RateLimiter limiter(std::chrono::seconds(10));
   bool paused = false;
+  // Held back for the sinks: since when, and up to when that time is counted in the metric.
+  bool held = false;
+  std::chrono::steady_clock::time_point held_since, held_tick;
   std::deque<std::shared_ptr<InHand>> hand;
   while (!sources_stop_.load() && !slot->stop.load()) {
     slot->heartbeat_ms.store(NowUnixMs());
@@ -428,13 +434,28 @@ void Pipeline::RunSource(SourceSlot* slot) {
     if (paused) log.Notice("resumed: the journal is below its low water mark");
     paused = false;
     bool took = false;
-    // A sink that keeps up but has fallen behind is let catch up before more input is taken
-    // (Journal::SinksBehind()); what is in hand still goes through meanwhile.
-    const bool sinks_behind = journal_->SinksBehind();
+    // Sinks that keep up but have fallen behind are let catch up before more input is taken
+    // (Journal::SinksBehind()); what is in hand still goes through meanwhile. Once in every
+    // kMaxHold a batch is taken all the same, so that a source that must be polled to stay
+    // connected (an MQTT source's keepalive) is, and a sink far slower than the sources holds
+    // them back no more than that.
+    bool sinks_behind = journal_->SinksBehind();
+    const auto now = std::chrono::steady_clock::now();
+    if (!sinks_behind) {
+      held = false;
+    } else if (!held) {
+      held = true;
+      held_since = held_tick = now;
+    } else {
+      slot->waited_for_sinks->Increment(std::chrono::duration<double>(now - held_tick).count());
+      held_tick = now;
+      if (now - held_since >= kMaxHold) {
+        sinks_behind = false;
+        held = false;
+      }
+    }
     if (sinks_behind && hand.empty()) {
-      const auto began = std::chrono::steady_clock::now();
       journal_->WaitForSinks(std::chrono::milliseconds(200));
-      slot->waited_for_sinks->Increment(std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count());
       continue;
     }
     if (hand.size() < depth && !sinks_behind) {

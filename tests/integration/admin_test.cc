@@ -137,14 +137,19 @@ TEST_F(AdminTest, SighupReloadsChangedConnectorsAndKeepsTheOldConfigWhenTheNewOn
   Drop(Samples() + "/D0010_UDMS_MRCY_0000475657.uff");
   ASSERT_TRUE(WaitFor([&] { return sub.Count() >= 5; }, std::chrono::seconds(30)));
 
-  // A good change: a file outbox added to the route; the MQTT sink is untouched.
-  WriteFile(config_path_, good + "[sink.outbox]\ntype = file\ndirectory = " + dir_ / "outbox" + "\n[route.copy]\nfrom = inbox\nto = outbox\n");
+  // A good change: a file outbox added to the route; the MQTT sink is untouched. A [journal]
+  // key changed too, which is said to need a restart.
+  std::string changed = good;
+  ASSERT_NE(changed.find("[journal]\n"), std::string::npos);
+  changed.replace(changed.find("[journal]\n"), 10, "[journal]\nhandoff_patience_ms = 20\n");
+  WriteFile(config_path_, changed + "[sink.outbox]\ntype = file\ndirectory = " + dir_ / "outbox" + "\n[route.copy]\nfrom = inbox\nto = outbox\n");
   ::kill(gateway_.pid(), SIGHUP);
   ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("configuration reloaded:") != std::string::npos; }, std::chrono::seconds(10)));
   std::string log = GatewayLog();
   EXPECT_NE(log.find("sink outbox started"), std::string::npos) << log;
   EXPECT_NE(log.find("source inbox started"), std::string::npos) << "its routes changed" << log;
   EXPECT_EQ(log.find("sink backbone stopped"), std::string::npos) << "an unchanged sink keeps running" << log;
+  EXPECT_NE(log.find("[journal] changed: takes effect after a restart"), std::string::npos) << log;
   Drop(Samples() + "/D0010_UDMS_BGAS_0000475658.uff");
   ASSERT_TRUE(WaitFor([&] { return sub.Count() >= 6 && !FilesIn(dir_ / "outbox").empty(); }, std::chrono::seconds(30)))
       << sub.Count() << GatewayLog();

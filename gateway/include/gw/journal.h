@@ -287,15 +287,16 @@ class Journal {
   int64_t EventsReadBack() const { return read_back_.load(); }
 
   // Flow control between the sources and the sinks, through the memory above. True while the
-  // committed appends no sink has taken yet fill more than half of recent_bytes and a sink
-  // took events within the last handoff_patience: a sink is keeping up, only behind. A source
-  // then takes no more input until it catches up, so that what it delivers comes from memory
-  // rather than read back from disk (docs/architecture.md). A sink that has stopped taking
-  // (the broker down, a slow far side) holds nothing back: after handoff_patience the sources
-  // go on at full speed and the journal stores what comes, as ever.
+  // committed appends no sink has taken yet fill more than half of recent_bytes, the sink
+  // furthest along is within what memory holds, and it took events within the last
+  // handoff_patience: the sinks keep up, only behind. A source then takes no more input until
+  // they catch up, so that what they deliver comes from memory rather than read back from disk
+  // (docs/architecture.md). Sinks that have stopped taking events (the broker down, a far side
+  // that hangs) or are working through a backlog on disk hold nothing back: the sources go on
+  // at full speed and the journal stores what comes, as ever.
   bool SinksBehind();
-  // Waits while SinksBehind(), `at_most` at the longest: until a sink takes more, or
-  // handoff_patience after one last did.
+  // Waits while SinksBehind(), `at_most` at the longest: until the sinks have caught up, or
+  // handoff_patience after one last took events.
   void WaitForSinks(std::chrono::milliseconds at_most);
 
  private:
@@ -399,8 +400,10 @@ class Journal {
   std::deque<std::shared_ptr<const RecentAppend>> recent_;
   int64_t recent_bytes_ = 0;
   std::atomic<int64_t> handed_through_{0};  // the highest seq FetchPending() has handed over
-  // When handed_through_ last rose, and the sources waiting for it (WaitForSinks()).
+  // Under recent_mu_: when handed_through_ last rose (if it ever did), and the sources waiting
+  // for it (WaitForSinks()).
   std::chrono::steady_clock::time_point last_handover_;
+  bool handed_over_ = false;
   std::condition_variable handover_cv_;
   std::atomic<int64_t> from_memory_{0};
   std::atomic<int64_t> read_back_{0};

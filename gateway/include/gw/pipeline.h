@@ -189,6 +189,9 @@ class Pipeline {
   void RunSink(SinkSlot* slot);
   // How often a busy sink worker looks at its queue from the start again (see RunSink).
   static constexpr std::chrono::seconds kRescanEvery{2};
+  // The longest a source is held back for the sinks before it takes a batch all the same
+  // (see RunSource).
+  static constexpr std::chrono::seconds kMaxHold{1};
   // Prunes the journal every prune_interval_s, and every second while above the quota.
   void RunMaintenance();
   // Sleeps up to `d`; returns early (true) when `flag` becomes set.
