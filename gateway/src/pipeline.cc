@@ -192,7 +192,7 @@ Status Pipeline::MakeSource(const ConnectorConfig& c, std::unique_ptr<SourceSlot
   slot->duplicates = &metrics_->CounterFor("mhhs_gateway_events_duplicate_total", "Events already in the journal, per source", {{"source", c.name}});
   slot->commit_failures = &metrics_->CounterFor("mhhs_gateway_commit_failures_total", "Batches the journal could not commit, per source", {{"source", c.name}});
   slot->waited_for_sinks = &metrics_->CounterFor("mhhs_gateway_source_waited_for_sinks_seconds_total",
-                                                 "Time a source held back new input while a sink caught up, per source", {{"source", c.name}});
+                                                 "Time a source held back new input while the sinks caught up, per source", {{"source", c.name}});
   // `origin`, a core key read before the connector checks its section: an inbox that
   // receives other participants' files is the market, and its events are verified.
   std::string origin = c.section.GetString("origin", "");
@@ -441,18 +441,18 @@ void Pipeline::RunSource(SourceSlot* slot) {
     // them back no more than that.
     bool sinks_behind = journal_->SinksBehind();
     const auto now = std::chrono::steady_clock::now();
+    if (held) {
+      slot->waited_for_sinks->Increment(std::chrono::duration<double>(now - held_tick).count());
+      held_tick = now;
+    }
     if (!sinks_behind) {
       held = false;
     } else if (!held) {
       held = true;
       held_since = held_tick = now;
-    } else {
-      slot->waited_for_sinks->Increment(std::chrono::duration<double>(now - held_tick).count());
-      held_tick = now;
-      if (now - held_since >= kMaxHold) {
-        sinks_behind = false;
-        held = false;
-      }
+    } else if (now - held_since >= kMaxHold) {
+      sinks_behind = false;
+      held = false;
     }
     if (sinks_behind && hand.empty()) {
       journal_->WaitForSinks(std::chrono::milliseconds(200));

@@ -50,6 +50,20 @@ void ExpectSameEvent(const Event& got, const Event& want) {
 
 class JournalTest : public ::testing::Test {
  protected:
+  // A journal whose hand-off memory holds about eight appends of one 4 kB event (half: four).
+  JournalOptions SmallHandoff(std::chrono::milliseconds patience) {
+    JournalOptions o;
+    o.path = dir_ / "journal.db";
+    o.recent_bytes = 40000;
+    o.handoff_patience = patience;
+    return o;
+  }
+  // Appends one event of about 4.6 kB, kept in memory for the sinks.
+  static void AppendPadded(Journal& j, const std::string& id) {
+    auto events = std::make_shared<std::vector<Event>>(1, MakeEvent(id, "{\"pad\":\"" + std::string(4000, 'x') + "\"}"));
+    AppendResult r;
+    ASSERT_TRUE(j.AppendAsync("inbox", *events, To({"mqtt"}), "", {}, &r, nullptr, events).get().ok());
+  }
   std::unique_ptr<Journal> Open(int64_t max_bytes = 0, bool preallocate_wal = false) {
     JournalOptions o;
     o.path = dir_ / "journal.db";
@@ -197,19 +211,11 @@ TEST_F(JournalTest, AKeptAppendCountsItsDuplicatesToo) {
 // Flow control: the sources wait for a sink that is taking events but has fallen behind by
 // half the memory, and not for one that has stopped taking them.
 TEST_F(JournalTest, SinksAreBehindWhileOneThatIsTakingEventsLagsByHalfTheMemory) {
-  JournalOptions o;
-  o.path = dir_ / "journal.db";
-  o.recent_bytes = 40000;                           // half: about five appends of one 4 kB event
-  o.handoff_patience = std::chrono::milliseconds(1000);
+  const JournalOptions o = SmallHandoff(std::chrono::milliseconds(1000));
   auto j = Journal::Open(o);
   ASSERT_TRUE(j.ok());
   int n = 0;
-  auto append = [&](Journal& journal) {
-    auto events = std::make_shared<std::vector<Event>>();
-    events->push_back(MakeEvent("e" + std::to_string(++n), "{\"pad\":\"" + std::string(4000, 'x') + "\"}"));
-    AppendResult r;
-    ASSERT_TRUE(journal.AppendAsync("inbox", *events, To({"mqtt"}), "", {}, &r, nullptr, events).get().ok());
-  };
+  auto append = [&](Journal& journal) { AppendPadded(journal, "e" + std::to_string(++n)); };
   for (int i = 0; i < 8; ++i) append(**j);
   // No sink has taken anything yet: nothing to wait for.
   EXPECT_FALSE((*j)->SinksBehind());
@@ -251,34 +257,18 @@ TEST_F(JournalTest, SinksAreBehindWhileOneThatIsTakingEventsLagsByHalfTheMemory)
 }
 
 TEST_F(JournalTest, WithoutPatienceTheSourcesNeverWaitForTheSinks) {
-  JournalOptions o;
-  o.path = dir_ / "journal.db";
-  o.recent_bytes = 40000;
-  o.handoff_patience = std::chrono::milliseconds(0);
-  auto j = Journal::Open(o);
+  auto j = Journal::Open(SmallHandoff(std::chrono::milliseconds(0)));
   ASSERT_TRUE(j.ok());
-  for (int i = 0; i < 8; ++i) {
-    auto events = std::make_shared<std::vector<Event>>(1, MakeEvent("e" + std::to_string(i), "{\"pad\":\"" + std::string(4000, 'x') + "\"}"));
-    AppendResult r;
-    ASSERT_TRUE((*j)->AppendAsync("inbox", *events, To({"mqtt"}), "", {}, &r, nullptr, events).get().ok());
-  }
+  for (int i = 0; i < 8; ++i) AppendPadded(**j, "e" + std::to_string(i));
   std::vector<PendingDelivery> taken;
   ASSERT_TRUE((*j)->FetchPending("mqtt", 1, &taken).ok());
   EXPECT_FALSE((*j)->SinksBehind());
 }
 
 TEST_F(JournalTest, WaitingForTheSinksEndsWhenOneCatchesUpOrStopsTakingEvents) {
-  JournalOptions o;
-  o.path = dir_ / "journal.db";
-  o.recent_bytes = 40000;
-  o.handoff_patience = std::chrono::milliseconds(2000);
-  auto j = Journal::Open(o);
+  auto j = Journal::Open(SmallHandoff(std::chrono::milliseconds(2000)));
   ASSERT_TRUE(j.ok());
-  for (int i = 0; i < 8; ++i) {
-    auto events = std::make_shared<std::vector<Event>>(1, MakeEvent("e" + std::to_string(i), "{\"pad\":\"" + std::string(4000, 'x') + "\"}"));
-    AppendResult r;
-    ASSERT_TRUE((*j)->AppendAsync("inbox", *events, To({"mqtt"}), "", {}, &r, nullptr, events).get().ok());
-  }
+  for (int i = 0; i < 8; ++i) AppendPadded(**j, "e" + std::to_string(i));
   std::vector<PendingDelivery> taken;
   ASSERT_TRUE((*j)->FetchPending("mqtt", 1, &taken).ok());
   ASSERT_TRUE((*j)->SinksBehind());
@@ -301,11 +291,7 @@ TEST_F(JournalTest, WaitingForTheSinksEndsWhenOneCatchesUpOrStopsTakingEvents) {
   EXPECT_FALSE((*j)->SinksBehind());
   // Behind again after one more take, and then no sink takes anything: the wait ends
   // handoff_patience after that take, well before `at_most`.
-  for (int i = 8; i < 12; ++i) {
-    auto events = std::make_shared<std::vector<Event>>(1, MakeEvent("e" + std::to_string(i), "{\"pad\":\"" + std::string(4000, 'x') + "\"}"));
-    AppendResult r;
-    ASSERT_TRUE((*j)->AppendAsync("inbox", *events, To({"mqtt"}), "", {}, &r, nullptr, events).get().ok());
-  }
+  for (int i = 8; i < 12; ++i) AppendPadded(**j, "e" + std::to_string(i));
   std::vector<PendingDelivery> six;  // one more than the sink had: e0 to e5
   ASSERT_TRUE((*j)->FetchPending("mqtt", 6, &six).ok());
   ASSERT_TRUE((*j)->SinksBehind());

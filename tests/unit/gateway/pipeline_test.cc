@@ -138,7 +138,7 @@ class PipelineTest : public ::testing::Test {
     auto j = Journal::Open(jo);
     ASSERT_TRUE(j.ok());
     journal_ = std::move(j.value());
-    pipeline_ = std::make_unique<Pipeline>(config_, journal_.get(), registry_);
+    pipeline_ = std::make_unique<Pipeline>(config_, journal_.get(), registry_, &metrics_);
     ASSERT_TRUE(pipeline_->Build().ok());
     ASSERT_TRUE(pipeline_->Start().ok());
   }
@@ -176,6 +176,7 @@ class PipelineTest : public ::testing::Test {
   JournalOptions journal_options_;  // the path is set by Run()
   GatewayConfig config_;
   Registry registry_;
+  MetricsRegistry metrics_;
   FakeState state_;
   std::unique_ptr<Journal> journal_;
   std::unique_ptr<Pipeline> pipeline_;
@@ -397,7 +398,7 @@ TEST_F(PipelineTest, ASourceWaitsForASinkThatIsTakingEventsButBehind) {
   journal_options_.recent_bytes = 40000;  // about eight 4 kB events
   journal_options_.handoff_patience = std::chrono::seconds(5);
   state_.hints.max_batch = 1;
-  state_.deliver_sleep_ms = 20;
+  state_.deliver_sleep_ms = 50;  // far slower than a commit, even on a loaded machine
   const std::string pad(4000, 'x');
   auto emit = [&](int from, int to) {
     for (int i = from; i < to; ++i) {
@@ -418,6 +419,8 @@ TEST_F(PipelineTest, ASourceWaitsForASinkThatIsTakingEventsButBehind) {
   EXPECT_EQ(journal_->EventsReadBack(), 0) << "the source ran ahead of the sink by more than the memory";
   EXPECT_EQ(journal_->EventsFromMemory(), 31);
   for (int i = 0; i < 31; ++i) EXPECT_EQ(state_.delivered[static_cast<size_t>(i)], "e" + std::to_string(i));
+  EXPECT_GT(metrics_.Value("mhhs_gateway_source_waited_for_sinks_seconds_total", {{"source", "in"}}), 0.1)
+      << "about 25 events held back for about 50 ms each";
 }
 
 // A sink far slower than the source, taking an event every 3 s, well within the patience: the
