@@ -1059,18 +1059,18 @@ void Journal::NoteHandedThrough(const std::vector<PendingDelivery>& fetched) {
   {
     std::lock_guard<std::mutex> lock(recent_mu_);
     last_handover_ = std::chrono::steady_clock::now();
-    handed_over_ = true;
   }
   handover_cv_.notify_all();
 }
 
 bool Journal::SinksBehindLocked(std::chrono::steady_clock::time_point now) const {
   if (options_.handoff_patience.count() <= 0 || options_.recent_bytes <= 0 || recent_.empty()) return false;
-  if (!handed_over_ || now - last_handover_ >= options_.handoff_patience) return false;
+  // Nothing handed over yet (seqs start at 1), or not lately.
+  const int64_t handed = handed_through_.load();
+  if (handed == 0 || now - last_handover_ >= options_.handoff_patience) return false;
   // Seqs ascend along recent_. A sink still short of what memory holds (a backlog from before
   // a restart or an outage) reads from disk whatever the sources do: holding them back would
   // only stall them until it is through.
-  const int64_t handed = handed_through_.load();
   if (handed < recent_.front()->by_seq.front().first - 1) return false;
   // The appends not yet handed over are at the end.
   int64_t waiting = 0;

@@ -403,7 +403,6 @@ class Journal {
   // Under recent_mu_: when handed_through_ last rose (if it ever did), and the sources waiting
   // for it (WaitForSinks()).
   std::chrono::steady_clock::time_point last_handover_;
-  bool handed_over_ = false;
   std::condition_variable handover_cv_;
   std::atomic<int64_t> from_memory_{0};
   std::atomic<int64_t> read_back_{0};
