@@ -205,10 +205,13 @@ bool If021Mapper::Map(const DtnHeader& h, const DtnUnitView& unit, const std::st
   // and formatting adds at most 4 characters to a value ("1" is "1.000").
   static constexpr std::string_view kSp = R"({"sp":")", kV = R"(","v":")", kQ = R"(","q":")",
                                     kTail = R"(","e":null,"arc":null})", kNextDay = "]},";
-  static constexpr std::string_view kDayHead = R"({"settlementDay":{"settlementDayDate":"YYYY-MM-DD)"
-                                               R"(T00:00:00+00:00","periodDuration":30},"consumptionPeriods":[)";
+  std::string& day_json = day_json_;  // what opens each settlement day's periods
+  day_json.assign(R"({"settlementDay":{"settlementDayDate":")");
+  day_json.append(date.substr(0, 4)).push_back('-');
+  day_json.append(date.substr(4, 2)).push_back('-');
+  day_json.append(date.substr(6, 2)).append(R"(T00:00:00+00:00","periodDuration":30},"consumptionPeriods":[)");
   const size_t periods = unit.records.size() - 1;
-  size_t room = (periods / 48 + 1) * (kNextDay.size() + kDayHead.size());
+  size_t room = (periods / 48 + 1) * (kNextDay.size() + day_json.size());
   for (size_t i = 0; i < periods; ++i) {
     room += 1 + kSp.size() + UtcStamps::kSize + kV.size() + kQ.size() + kTail.size() +
             std::max<size_t>(unit.records[i + 1].text.size(), 6) - 6 + 4;
@@ -240,11 +243,6 @@ bool If021Mapper::Map(const DtnHeader& h, const DtnUnitView& unit, const std::st
   }
   p.append(R"(T00:00:00+00:00"},"B900":{"MQID":{"measurementQuantityID":")").append(mqid);
   p.append(R"("},"settlementDayConsumptionPeriods":[)");
-  std::string& day_json = day_json_;
-  day_json.assign(R"({"settlementDay":{"settlementDayDate":")");
-  day_json.append(date.substr(0, 4)).push_back('-');
-  day_json.append(date.substr(4, 2)).push_back('-');
-  day_json.append(date.substr(6, 2)).append(R"(T00:00:00+00:00","periodDuration":30},"consumptionPeriods":[)");
   std::string& v = value_;
   UtcStamps stamps;
   auto put = [](char* w, std::string_view s) {
@@ -270,7 +268,7 @@ bool If021Mapper::Map(const DtnHeader& h, const DtnUnitView& unit, const std::st
                         kQ.size() + f103[1].size() + kTail.size();
     if (static_cast<size_t>(p.data() + p.size() - w) < need) {
       const size_t at = static_cast<size_t>(w - p.data());
-      p.resize(p.size() + need + 84 * (periods - i));
+      p.resize(p.size() + need * (periods - i));
       w = p.data() + at;
     }
     if (i % 48 == 0) {

@@ -149,6 +149,13 @@ class PipelineTest : public ::testing::Test {
     for (auto& id : ids) b.events.push_back(Ev(id));
     return b;
   }
+  // Emits event "eI" in batch "fI", with a payload of about 4 kB.
+  void EmitPadded(int i) {
+    SourceBatch b = Batch("f" + std::to_string(i), {"e" + std::to_string(i)});
+    b.events[0].payload = "{\"pad\":\"" + std::string(4000, 'x') + "\"}";
+    std::lock_guard<std::mutex> l(state_.mu);
+    state_.to_emit.push_back(std::move(b));
+  }
   void Emit(const std::string& unit, std::vector<std::string> ids, const std::string& checkpoint = "") {
     SourceBatch b = Batch(unit, std::move(ids), checkpoint);
     std::lock_guard<std::mutex> l(state_.mu);
@@ -399,21 +406,12 @@ TEST_F(PipelineTest, ASourceWaitsForASinkThatIsTakingEventsButBehind) {
   journal_options_.handoff_patience = std::chrono::seconds(5);
   state_.hints.max_batch = 1;
   state_.deliver_sleep_ms = 50;  // far slower than a commit, even on a loaded machine
-  const std::string pad(4000, 'x');
-  auto emit = [&](int from, int to) {
-    for (int i = from; i < to; ++i) {
-      SourceBatch b = Batch("f" + std::to_string(i), {"e" + std::to_string(i)});
-      b.events[0].payload = "{\"pad\":\"" + pad + "\"}";
-      std::lock_guard<std::mutex> l(state_.mu);
-      state_.to_emit.push_back(std::move(b));
-    }
-  };
   Run();
   // One first, so that the sink has taken events when the burst comes: until then there is no
   // sink to wait for.
-  emit(0, 1);
+  EmitPadded(0);
   ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 1; }, std::chrono::seconds(10)));
-  emit(1, 31);
+  for (int i = 1; i < 31; ++i) EmitPadded(i);
   ASSERT_TRUE(gw::testing::WaitFor([&] { return Delivered() == 31; }, std::chrono::seconds(30)));
   pipeline_->Stop(std::chrono::seconds(1));
   EXPECT_EQ(journal_->EventsReadBack(), 0) << "the source ran ahead of the sink by more than the memory";
@@ -432,20 +430,13 @@ TEST_F(PipelineTest, ASourceHeldBackForASlowSinkStillTakesABatchEverySecond) {
   journal_options_.handoff_patience = std::chrono::seconds(10);
   state_.hints.max_batch = 1;
   state_.deliver_sleep_ms = 3000;
-  const std::string pad(4000, 'x');
   Run();
-  auto emit = [&](int i) {
-    SourceBatch b = Batch("f" + std::to_string(i), {"e" + std::to_string(i)});
-    b.events[0].payload = "{\"pad\":\"" + pad + "\"}";
-    std::lock_guard<std::mutex> l(state_.mu);
-    state_.to_emit.push_back(std::move(b));
-  };
-  emit(0);
+  EmitPadded(0);
   ASSERT_TRUE(gw::testing::WaitFor([&] {
     std::lock_guard<std::mutex> l(state_.mu);
     return state_.acked.size() == 1;
   }, std::chrono::seconds(10)));
-  for (int i = 1; i < 9; ++i) emit(i);
+  for (int i = 1; i < 9; ++i) EmitPadded(i);
   EXPECT_TRUE(gw::testing::WaitFor([&] {
     std::lock_guard<std::mutex> l(state_.mu);
     return state_.acked.size() == 9;
@@ -462,13 +453,7 @@ TEST_F(PipelineTest, ASinkThatStopsTakingEventsHoldsNoSourceBack) {
   journal_options_.handoff_patience = std::chrono::milliseconds(200);
   state_.hints.max_batch = 1;
   state_.wedge = true;  // the sink takes the first event and then hangs in Deliver()
-  const std::string pad(4000, 'x');
-  for (int i = 0; i < 30; ++i) {
-    SourceBatch b = Batch("f" + std::to_string(i), {"e" + std::to_string(i)});
-    b.events[0].payload = "{\"pad\":\"" + pad + "\"}";
-    std::lock_guard<std::mutex> l(state_.mu);
-    state_.to_emit.push_back(std::move(b));
-  }
+  for (int i = 0; i < 30; ++i) EmitPadded(i);
   Run();
   ASSERT_TRUE(gw::testing::WaitFor([&] {
     std::lock_guard<std::mutex> l(state_.mu);
